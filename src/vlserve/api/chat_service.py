@@ -1,0 +1,160 @@
+"""The chat service: request → images → prompt → engine → OpenAI-shaped response or SSE stream.
+
+Everything that can be wrong with a request is checked before the first byte is sent, so a
+streaming request with bad input still gets a proper 4xx status, not an error inside the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from PIL import Image
+
+from vlserve.api.content import ImageRef, parse_messages
+from vlserve.api.protocol import ChatCompletionRequest, usage
+from vlserve.engine.base import ChatTurn, Engine, Prompt, SamplingParams
+from vlserve.errors import ClientError, NotFoundError, ServerError, VLServeError, error_body
+from vlserve.media import ImageFetcher, ImageLimits, load_image_url
+from vlserve.settings import Settings
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    token_ids: tuple[int, ...] = ()
+
+
+def sse(payload: dict | str) -> str:
+    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return f"data: {data}\n\n"
+
+
+class ChatService:
+    def __init__(self, engine: Engine, fetcher: ImageFetcher, settings: Settings) -> None:
+        self.engine = engine
+        self._fetcher = fetcher
+        self._limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+        self._max_images = settings.max_images_per_request
+
+    # --- request checks ------------------------------------------------------------------
+    def check_model(self, name: str | None) -> str:
+        served = self.engine.info.id
+        if name is not None and name != served:
+            raise NotFoundError(
+                f"the model {name!r} does not exist; this server serves {served!r}",
+                param="model",
+                code="model_not_found",
+            )
+        return served
+
+    def sampling(self, request: ChatCompletionRequest) -> SamplingParams:
+        if request.n != 1:
+            raise ClientError("n > 1 is not supported; send separate requests", param="n")
+        if request.response_format is not None and request.response_format.type != "text":
+            raise ClientError(
+                f"response_format {request.response_format.type!r} is not supported by this server",
+                param="response_format",
+            )
+        defaults = self.engine.info.default_sampling
+        return SamplingParams(
+            max_tokens=request.max_completion_tokens or request.max_tokens,
+            temperature=defaults.temperature if request.temperature is None else request.temperature,
+            top_p=defaults.top_p if request.top_p is None else request.top_p,
+            top_k=defaults.top_k if request.top_k is None else max(request.top_k, 0),
+            seed=request.seed,
+            stop=request.stop_sequences(),
+        )
+
+    # --- inputs ----------------------------------------------------------------------------
+    async def load_images(self, refs: Sequence[ImageRef]) -> list[Image.Image]:
+        return list(
+            await asyncio.gather(
+                *(load_image_url(r.url, fetcher=self._fetcher, limits=self._limits, param=r.param) for r in refs)
+            )
+        )
+
+    async def prepare_chat(self, request: ChatCompletionRequest) -> Prompt:
+        turns, refs = parse_messages(request.messages, max_images=self._max_images)
+        return await self.prepare(turns, await self.load_images(refs))
+
+    async def prepare(self, turns: Sequence[ChatTurn], images: Sequence[Image.Image]) -> Prompt:
+        return await self.engine.prepare(turns, images)
+
+    # --- generation --------------------------------------------------------------------------
+    async def complete(self, prompt: Prompt, params: SamplingParams) -> Completion:
+        self.engine.check_budget(prompt, params)
+        pieces: list[str] = []
+        last = None
+        async for delta in self.engine.generate(prompt, params):
+            pieces.append(delta.text)
+            last = delta
+        if last is None or last.finish_reason is None:
+            raise ServerError("generation ended without a result")
+        return Completion(
+            "".join(pieces), last.finish_reason, prompt.num_tokens, last.completion_tokens, last.token_ids
+        )
+
+    def chat_response(self, completion: Completion, request_id: str, *, token_ids: bool = False) -> dict:
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": completion.text},
+            "finish_reason": completion.finish_reason,
+            "logprobs": None,
+        }
+        if token_ids:
+            choice["token_ids"] = list(completion.token_ids)
+        return {
+            "id": f"chatcmpl-{request_id}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.engine.info.id,
+            "choices": [choice],
+            "usage": usage(completion.prompt_tokens, completion.completion_tokens),
+        }
+
+    async def stream(
+        self, prompt: Prompt, params: SamplingParams, request_id: str, *, include_usage: bool
+    ) -> AsyncIterator[str]:
+        """SSE chunks; the final chunk carries ``finish_reason`` and usage. Closing it cancels generation."""
+        self.engine.check_budget(prompt, params)  # raise before the response starts
+        return self._stream(prompt, params, request_id, include_usage)
+
+    async def _stream(
+        self, prompt: Prompt, params: SamplingParams, request_id: str, include_usage: bool
+    ) -> AsyncIterator[str]:
+        base = {
+            "id": f"chatcmpl-{request_id}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.engine.info.id,
+        }
+
+        def chunk(delta: dict, finish: str | None = None, **extra: object) -> str:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+            return sse({**base, "choices": [choice], **extra})
+
+        yield chunk({"role": "assistant", "content": ""})
+        generations = self.engine.generate(prompt, params)
+        try:
+            async for delta in generations:
+                if delta.finish_reason is None:
+                    yield chunk({"content": delta.text})
+                    continue
+                counts = usage(prompt.num_tokens, delta.completion_tokens)
+                yield chunk({"content": delta.text} if delta.text else {}, delta.finish_reason, usage=counts)
+                if include_usage:
+                    yield sse({**base, "choices": [], "usage": counts})
+        except VLServeError as exc:
+            yield sse(error_body(exc))
+        except Exception:  # noqa: BLE001 - an unexpected failure still ends the stream cleanly
+            yield sse(error_body(ServerError("generation failed; see the server log")))
+        finally:
+            await generations.aclose()
+        yield sse("[DONE]")

@@ -1,0 +1,28 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from vlserve.api.state import StateDep
+
+router = APIRouter()
+
+
+@router.get("/health/live")
+async def live(state: StateDep) -> JSONResponse:
+    """200 while the process can serve; 503 once loading the model has failed (restart me)."""
+    if state.load_error:
+        return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/health/ready")
+async def ready(state: StateDep) -> JSONResponse:
+    """200 only after the model is loaded and a warm-up generation has run."""
+    if state.engine.ready:
+        return JSONResponse({"status": "ready", "model": state.engine.info.id})
+    if state.load_error:
+        return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)
+    return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "5"})

@@ -1,0 +1,72 @@
+"""POST /v1/chat/vision — the seed articles' endpoint: multipart ``prompt`` + ``image_file`` → JSON."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+
+from vlserve.api.cancellation import cancel_on_disconnect
+from vlserve.api.protocol import usage
+from vlserve.api.state import ChatDep, RequestIdDep, StateDep
+from vlserve.engine.base import ChatTurn, SamplingParams
+from vlserve.errors import ClientError, PayloadTooLargeError
+from vlserve.media import ImageLimits, load_image
+
+router = APIRouter()
+
+
+async def _read_upload(upload: UploadFile, limit: int, param: str) -> bytes:
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLargeError(f"the image is larger than {limit / 2**20:.0f} MB", param=param)
+    return data
+
+
+@router.post("/v1/chat/vision")
+async def chat_vision(
+    state: StateDep,
+    chat: ChatDep,
+    request_id: RequestIdDep,
+    raw: Request,
+    prompt: Annotated[str, Form(min_length=1)],
+    image_file: Annotated[list[UploadFile], File()],
+    model: Annotated[str | None, Form()] = None,
+    max_tokens: Annotated[int | None, Form(ge=1)] = None,
+    temperature: Annotated[float | None, Form(ge=0.0, le=2.0)] = None,
+    seed: Annotated[int | None, Form()] = None,
+) -> dict:
+    """Ask one question about one or more uploaded images."""
+    served = chat.check_model(model)
+    settings = state.settings
+    if len(image_file) > settings.max_images_per_request:
+        raise ClientError(
+            f"the request has {len(image_file)} images; at most {settings.max_images_per_request} are allowed",
+            param="image_file",
+            code="too_many_images",
+        )
+    limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+    images = []
+    for i, upload in enumerate(image_file):
+        param = f"image_file[{i}]"
+        data = await _read_upload(upload, settings.max_image_bytes, param)
+        images.append(await asyncio.to_thread(load_image, data, limits, param=param))
+    turn = ChatTurn("user", (*({"type": "image"} for _ in images), {"type": "text", "text": prompt}))
+    defaults = state.engine.info.default_sampling
+    params = SamplingParams(
+        max_tokens=max_tokens,
+        temperature=defaults.temperature if temperature is None else temperature,
+        top_p=defaults.top_p,
+        top_k=defaults.top_k,
+        seed=seed,
+    )
+    prepared = await cancel_on_disconnect(raw, chat.prepare([turn], images))
+    completion = await cancel_on_disconnect(raw, chat.complete(prepared, params))
+    return {
+        "result": completion.text,
+        "model": served,
+        "finish_reason": completion.finish_reason,
+        "usage": usage(completion.prompt_tokens, completion.completion_tokens),
+        "trace_id": request_id,
+    }

@@ -1,0 +1,134 @@
+"""The `vlserve` command: serve, ask, demo build."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from vlserve.settings import Settings
+
+app = typer.Typer(help="vlserve: serve Qwen-VL vision-language models.", no_args_is_help=True, add_completion=False)
+demo_app = typer.Typer(help="The bundled demo model.", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
+console = Console(stderr=True)
+
+ModelOpt = Annotated[Path | None, typer.Option("--model", help="Local checkpoint directory.", show_default=False)]
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        console.print(f"[red]invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def ensure_model(settings: Settings) -> Path:
+    """The checkpoint to serve; builds the demo model on first use when none is configured."""
+    from vlserve.engine.checkpoint import CheckpointError, read_config
+
+    model_dir = settings.model_dir()
+    if settings.model is None and not (model_dir / "config.json").is_file():
+        from vlserve.demo import build_random_model
+
+        with console.status(f"building the demo model in {model_dir} …"):
+            build_random_model(model_dir)
+    try:
+        read_config(model_dir)
+    except CheckpointError as exc:
+        console.print(f"[red]cannot serve {model_dir}:[/red] {exc.message}")
+        raise typer.Exit(2) from exc
+    return model_dir
+
+
+@app.command()
+def serve(
+    model: ModelOpt = None,
+    host: Annotated[str | None, typer.Option(help="Listen address [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8080].")] = None,
+    engine: Annotated[str | None, typer.Option(help="Inference backend [default: transformers].")] = None,
+    max_batch_size: Annotated[int | None, typer.Option(help="Requests batched together [default: 4].")] = None,
+    served_model_name: Annotated[str | None, typer.Option(help="Model id clients send.")] = None,
+) -> None:
+    """Start the HTTP server (OpenAI-compatible API, /v1/chat/vision, health probes)."""
+    import uvicorn
+
+    from vlserve.app import build_app
+    from vlserve.observability.logging import configure_logging
+
+    settings = _settings(
+        model=model,
+        host=host,
+        port=port,
+        engine=engine,
+        max_batch_size=max_batch_size,
+        served_model_name=served_model_name,
+    )
+    configure_logging(settings.log_level)
+    model_dir = ensure_model(settings)
+    console.print(
+        f"serving [bold]{settings.model_name()}[/bold] from {model_dir} on http://{settings.host}:{settings.port}"
+    )
+    config = uvicorn.Config(
+        build_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()
+
+
+@app.command()
+def ask(
+    images: Annotated[list[str], typer.Argument(help="Image files (or http(s) URLs).")],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="The question.")],
+    url: Annotated[str, typer.Option(help="Server base URL.")] = "http://127.0.0.1:8080",
+    local: Annotated[bool, typer.Option("--local", help="Run the model in this process, no server.")] = False,
+    model: ModelOpt = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Completion limit.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="0 for greedy.")] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="VLSERVE_API_KEY", help="Bearer token, if the server needs one.")
+    ] = None,
+) -> None:
+    """Ask a question about one or more images; the answer streams to stdout."""
+    from vlserve.client import ask_local, ask_remote
+
+    try:
+        if local:
+            settings = _settings(model=model)
+            logging.basicConfig(level=logging.WARNING)
+            ensure_model(settings)
+            asyncio.run(ask_local(settings, images, prompt, max_tokens=max_tokens, temperature=temperature))
+        else:
+            ask_remote(url, images, prompt, max_tokens=max_tokens, temperature=temperature, api_key=api_key)
+    except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not dump tracebacks
+        from vlserve.client import describe_failure
+
+        console.print(f"[red]error:[/red] {describe_failure(exc)}")
+        raise typer.Exit(1) from exc
+
+
+@demo_app.command("build")
+def demo_build(
+    out: Annotated[Path | None, typer.Option(help="Output directory [default: the served demo model path].")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Rebuild even if it exists.")] = False,
+) -> None:
+    """Write the tiny random-weight Qwen3-VL-MoE checkpoint (the test fixture and default model)."""
+    from vlserve.demo import build_random_model
+
+    target = out or Settings().model_dir()
+    with console.status(f"building the demo model in {target} …"):
+        path = build_random_model(target, seed=seed, overwrite=overwrite)
+    console.print(f"demo model ready: {path}")
+
+
+if __name__ == "__main__":
+    app()

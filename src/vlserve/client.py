@@ -1,0 +1,104 @@
+"""What `vlserve ask` does: send images and a question to a server (or a local engine), print the answer."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+from vlserve.settings import Settings
+
+
+def image_to_data_url(path: str | Path) -> str:
+    data = Path(path).read_bytes()
+    with Image.open(io.BytesIO(data)) as image:
+        mime = Image.MIME.get(image.format or "", "image/png")
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def image_part(source: str) -> dict:
+    url = source if source.startswith(("http://", "https://", "data:")) else image_to_data_url(source)
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def describe_failure(exc: Exception) -> str:
+    if isinstance(exc, httpx.HTTPStatusError):
+        try:
+            return f"HTTP {exc.response.status_code}: {exc.response.json()['error']['message']}"
+        except (ValueError, KeyError, TypeError):
+            return f"HTTP {exc.response.status_code}"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot reach the server ({exc}); start it with `vlserve serve` or pass --local"
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file: {exc.filename}"
+    message = getattr(exc, "message", None) or str(exc)
+    return message or type(exc).__name__
+
+
+def ask_remote(
+    url: str,
+    images: Sequence[str],
+    prompt: str,
+    *,
+    max_tokens: int | None,
+    temperature: float | None,
+    api_key: str | None = None,
+) -> None:
+    body: dict = {
+        "messages": [{"role": "user", "content": [*map(image_part, images), {"type": "text", "text": prompt}]}],
+        "stream": True,
+    }
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    if temperature is not None:
+        body["temperature"] = temperature
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    endpoint = url.rstrip("/") + "/v1/chat/completions"
+    with httpx.stream("POST", endpoint, json=body, headers=headers, timeout=httpx.Timeout(600, connect=10)) as r:
+        if r.status_code >= 400:
+            r.read()
+            r.raise_for_status()
+        for line in r.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if "error" in chunk:
+                raise RuntimeError(chunk["error"]["message"])
+            for choice in chunk.get("choices", []):
+                sys.stdout.write(choice["delta"].get("content") or "")
+                sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+async def ask_local(
+    settings: Settings, images: Sequence[str], prompt: str, *, max_tokens: int | None, temperature: float | None
+) -> None:
+    from vlserve.engine import ChatTurn, SamplingParams, build_engine
+    from vlserve.media import ImageLimits, load_image
+
+    limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+    decoded = [load_image(Path(p).read_bytes(), limits, param=p) for p in images]
+    engine = build_engine(settings.model_copy(update={"warmup": False}))
+    await engine.start()
+    try:
+        defaults = engine.info.default_sampling
+        params = SamplingParams(
+            max_tokens=max_tokens,
+            temperature=defaults.temperature if temperature is None else temperature,
+            top_p=defaults.top_p,
+            top_k=defaults.top_k,
+        )
+        turn = ChatTurn("user", (*({"type": "image"} for _ in decoded), {"type": "text", "text": prompt}))
+        prompt_ = await engine.prepare([turn], decoded)
+        async for delta in engine.generate(prompt_, params):
+            sys.stdout.write(delta.text)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    finally:
+        await engine.close()

@@ -1,0 +1,146 @@
+"""Loading a local Qwen-VL checkpoint directory: model, tokenizer, chat template, image processor.
+
+Only local files are read (``local_files_only``); nothing is ever downloaded. The processor
+class is not used because it needs torchvision for its video slot; the tokenizer and the image
+processor are loaded separately, which works with the PIL image-processor fallback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer, GenerationConfig
+
+from vlserve.engine.base import SamplingParams
+from vlserve.errors import ServerError
+
+log = logging.getLogger("vlserve.engine")
+
+SUPPORTED_MODEL_TYPES = {"qwen3_vl_moe", "qwen3_vl", "qwen2_5_vl", "qwen2_vl"}
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class CheckpointError(ServerError):
+    """The model directory cannot be served; reported at start-up, before the port opens."""
+
+
+@dataclass
+class Checkpoint:
+    model: Any
+    tokenizer: Any
+    image_processor: Any
+    chat_template: str
+    eos_token_ids: list[int]
+    pad_token_id: int
+    model_type: str
+    architecture: str
+    max_position_embeddings: int
+    device: torch.device
+    default_sampling: SamplingParams
+
+
+def sampling_defaults(generation: GenerationConfig | None) -> SamplingParams:
+    """The checkpoint's recommended sampling (Qwen3-VL ships temperature 0.7, top_p 0.8, top_k 20)."""
+    if generation is None or not generation.do_sample:
+        return SamplingParams()
+    return SamplingParams(
+        temperature=float(generation.temperature if generation.temperature is not None else 1.0),
+        top_p=float(generation.top_p if generation.top_p is not None else 1.0),
+        top_k=int(generation.top_k or 0),
+    )
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CheckpointError("device 'cuda' was requested but no CUDA GPU is available")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return _DTYPES[dtype]
+
+
+def read_config(model_dir: Path) -> dict[str, Any]:
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{model_dir} is not a checkpoint directory (no config.json)")
+    config = json.loads(config_path.read_text())
+    if config.get("model_type") not in SUPPORTED_MODEL_TYPES:
+        raise CheckpointError(
+            f"model_type {config.get('model_type')!r} is not supported; expected one of {sorted(SUPPORTED_MODEL_TYPES)}"
+        )
+    return config
+
+
+def find_chat_template(model_dir: Path, tokenizer: Any) -> str:
+    """The checkpoint's own template: tokenizer config, ``chat_template.jinja`` or ``chat_template.json``."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.chat_template
+    jinja = model_dir / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text()
+    as_json = model_dir / "chat_template.json"
+    if as_json.is_file():
+        return json.loads(as_json.read_text())["chat_template"]
+    raise CheckpointError(f"{model_dir} has no chat template")
+
+
+def _token_ids(value: int | list[int] | None) -> list[int]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, int) else list(value)
+
+
+def load_checkpoint(model_dir: Path, *, device: str = "auto", dtype: str = "auto") -> Checkpoint:
+    config = read_config(model_dir)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    log.info("loading %s (%s) on %s as %s", model_dir.name, config["model_type"], torch_device, torch_dtype)
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    image_processor = AutoImageProcessor.from_pretrained(model_dir, local_files_only=True)
+    model = AutoModelForImageTextToText.from_pretrained(
+        model_dir,
+        dtype=torch_dtype,
+        local_files_only=True,
+        device_map=str(torch_device) if torch_device.type == "cuda" else None,
+    )
+    if torch_device.type != "cuda":
+        model = model.to(torch_device)
+    model.eval()
+
+    generation = (
+        GenerationConfig.from_pretrained(model_dir) if (model_dir / "generation_config.json").is_file() else None
+    )
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    eos = _token_ids(generation.eos_token_id if generation else None) or _token_ids(tokenizer.eos_token_id)
+    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id and im_end not in eos:
+        eos.insert(0, im_end)
+    if not eos:
+        raise CheckpointError("the checkpoint defines no end-of-sequence token")
+    pad = tokenizer.pad_token_id
+    if pad is None and generation is not None:
+        pad = generation.pad_token_id
+    text_config = config.get("text_config", config)
+    return Checkpoint(
+        model=model,
+        tokenizer=tokenizer,
+        image_processor=image_processor,
+        chat_template=find_chat_template(model_dir, tokenizer),
+        eos_token_ids=eos,
+        pad_token_id=pad if pad is not None else eos[0],
+        model_type=config["model_type"],
+        architecture=(config.get("architectures") or [type(model).__name__])[0],
+        max_position_embeddings=int(text_config.get("max_position_embeddings", 32768)),
+        device=torch_device,
+        default_sampling=sampling_defaults(generation),
+    )

@@ -1,0 +1,122 @@
+"""Runs one batch of requests through a transformers ``generate`` call, streaming every row.
+
+Prompts are left-padded into one tensor batch (images concatenated in row order). A stopping
+criterion sees each new token as soon as it exists: it detokenises it, hands the text to that
+request, and ends the row on end-of-sequence, a stop string, the row's token limit or the
+client going away. Rows end independently; the call returns when every row has ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+
+from vlserve.engine.base import Delta, Prompt
+from vlserve.engine.detokenize import StreamDecoder
+from vlserve.engine.sampling import RowSampler
+from vlserve.engine.scheduler import GenerationRequest
+
+
+def collate(prompts: Sequence[Prompt], pad_token_id: int, device: torch.device, dtype: torch.dtype) -> dict:
+    """Left-pad token ids; concatenate image patches and grids in row order."""
+    width = max(p.num_tokens for p in prompts)
+    ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    types = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        n = prompt.num_tokens
+        ids[row, width - n :] = torch.tensor(prompt.input_ids)
+        mask[row, width - n :] = 1
+        types[row, width - n :] = torch.tensor(prompt.mm_token_type_ids)
+    batch: dict[str, Any] = {
+        "input_ids": ids.to(device),
+        "attention_mask": mask.to(device),
+        "mm_token_type_ids": types.to(device),
+    }
+    with_images = [p.image_inputs for p in prompts if p.num_images]
+    if with_images:
+        batch["pixel_values"] = torch.cat([i["pixel_values"] for i in with_images]).to(device, dtype)
+        batch["image_grid_thw"] = torch.cat([i["image_grid_thw"] for i in with_images]).to(device)
+    return batch
+
+
+class _Row:
+    def __init__(self, request: GenerationRequest, decode: Any) -> None:
+        self.request = request
+        self.decoder = StreamDecoder(decode, request.params.stop)
+        self.token_ids: list[int] = []
+        self.done = False
+
+    @property
+    def generated(self) -> int:
+        return len(self.token_ids)
+
+    def finish(self, text: str, reason: str) -> None:
+        self.done = True
+        delta = Delta(text, reason, self.generated, tuple(self.token_ids))  # type: ignore[arg-type]
+        self.request.emit(delta)
+
+
+class StreamingStop(StoppingCriteria):
+    """Per-row end detection plus streaming of each new token to its request."""
+
+    def __init__(self, rows: list[_Row], eos_token_ids: Sequence[int]) -> None:
+        self._rows = rows
+        self._eos = set(eos_token_ids)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        last = input_ids[:, -1].tolist()
+        for row, token in zip(self._rows, last, strict=True):
+            if not row.done:
+                self._advance(row, token)
+        return torch.tensor([row.done for row in self._rows], device=input_ids.device)
+
+    def _advance(self, row: _Row, token: int) -> None:
+        if row.request.cancelled.is_set():
+            row.done = True
+            return
+        row.token_ids.append(token)
+        if token in self._eos:
+            row.finish(row.decoder.flush(), "stop")
+            return
+        text = row.decoder.push(token)
+        if row.decoder.stopped:
+            row.finish(text, "stop")
+        elif row.generated >= row.request.max_tokens:
+            row.finish(text + row.decoder.flush(), "length")
+        elif text:
+            row.request.emit(Delta(text, completion_tokens=row.generated))
+
+
+class HFBatchRunner:
+    def __init__(self, model: Any, tokenizer: Any, eos_token_ids: list[int], pad_token_id: int) -> None:
+        self._model = model
+        self._tokenizer = tokenizer
+        self._eos = eos_token_ids
+        self._pad = pad_token_id
+
+    def decode(self, token_ids: list[int]) -> str:
+        return self._tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def run_batch(self, batch: Sequence[GenerationRequest]) -> None:
+        rows = [_Row(request, self.decode) for request in batch]
+        inputs = collate([r.prompt for r in batch], self._pad, self._model.device, self._model.dtype)
+        config = GenerationConfig(
+            do_sample=False,
+            max_new_tokens=max(r.max_tokens for r in batch),
+            eos_token_id=self._eos,
+            pad_token_id=self._pad,
+        )
+        with torch.inference_mode():
+            self._model.generate(
+                **inputs,
+                generation_config=config,
+                logits_processor=LogitsProcessorList([RowSampler([r.params for r in batch])]),
+                stopping_criteria=StoppingCriteriaList([StreamingStop(rows, self._eos)]),
+            )
+        for row in rows:  # a row can only be left open by a cancelled client
+            if not row.done:
+                row.finish(row.decoder.flush(), "length")

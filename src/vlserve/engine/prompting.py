@@ -1,0 +1,71 @@
+"""Turning chat turns and decoded images into model inputs, with the checkpoint's own template.
+
+The template renders one ``<|image_pad|>`` per image; each is expanded to the number of visual
+tokens the image processor produced for that image (``grid_t * grid_h * grid_w / merge**2``),
+and ``mm_token_type_ids`` marks those positions for the model's 3-D rotary positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from PIL import Image
+
+from vlserve.engine.base import ChatTurn, Prompt
+from vlserve.errors import ClientError
+
+IMAGE_PAD = "<|image_pad|>"
+RESERVED_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+
+
+class PromptBuilder:
+    def __init__(
+        self,
+        tokenizer: Any,
+        image_processor: Any,
+        chat_template: str,
+        *,
+        min_pixels: int,
+        max_pixels: int,
+    ) -> None:
+        self._tokenizer = tokenizer
+        self._image_processor = image_processor
+        self._chat_template = chat_template
+        self._size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+        self._merge = int(getattr(image_processor, "merge_size", 2))
+        self.image_token_id: int = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
+
+    def render(self, turns: Sequence[ChatTurn]) -> str:
+        messages = []
+        for index, turn in enumerate(turns):
+            for part in turn.parts:
+                if part["type"] == "text" and any(t in part["text"] for t in RESERVED_TOKENS):
+                    raise ClientError(
+                        "text must not contain the model's reserved vision tokens "
+                        f"({', '.join(RESERVED_TOKENS)}); send images as image_url parts",
+                        param=f"messages[{index}].content",
+                    )
+            messages.append({"role": turn.role, "content": [dict(p) for p in turn.parts]})
+        return self._tokenizer.apply_chat_template(
+            messages, chat_template=self._chat_template, tokenize=False, add_generation_prompt=True
+        )
+
+    def build(self, turns: Sequence[ChatTurn], images: Sequence[Image.Image]) -> Prompt:
+        text = self.render(turns)
+        pieces = text.split(IMAGE_PAD)
+        if len(pieces) - 1 != len(images):
+            raise ClientError(
+                f"the chat template placed {len(pieces) - 1} images but the request has {len(images)}",
+                param="messages",
+            )
+        image_inputs: dict[str, Any] = {}
+        if images:
+            processed = self._image_processor(images=list(images), size=self._size, return_tensors="pt")
+            grid = processed["image_grid_thw"]
+            counts = [int(n) for n in grid.prod(-1) // (self._merge**2)]
+            text = pieces[0] + "".join(IMAGE_PAD * n + piece for n, piece in zip(counts, pieces[1:], strict=True))
+            image_inputs = {"pixel_values": processed["pixel_values"], "image_grid_thw": grid}
+        input_ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
+        type_ids = [1 if token == self.image_token_id else 0 for token in input_ids]
+        return Prompt(input_ids, type_ids, image_inputs, num_images=len(images))

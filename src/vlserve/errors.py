@@ -1,0 +1,121 @@
+"""One exception hierarchy and one mapping to the OpenAI error envelope.
+
+Every failure a client can cause is a :class:`ClientError` (4xx); everything else is a
+:class:`ServerError` (5xx). Code raises these with a ``param`` naming the offending input;
+:func:`error_body` turns any exception into ``{"error": {"message", "type", "param", "code"}}``
+with paths and memory addresses stripped, so nothing internal leaks to the client.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+
+class VLServeError(Exception):
+    """Base of every error the service reports to a client."""
+
+    status_code: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+
+class ClientError(VLServeError):
+    """The request is wrong; retrying it unchanged will fail again (HTTP 400)."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class NotFoundError(ClientError):
+    status_code = 404
+    error_type = "not_found_error"
+    code = "not_found"
+
+
+class PayloadTooLargeError(ClientError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaError(ClientError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class ContextLengthError(ClientError):
+    code = "context_length_exceeded"
+
+
+class ImageError(ClientError):
+    """The bytes given as an image cannot be used (not an image, truncated, too many pixels)."""
+
+    code = "invalid_image"
+
+
+class MediaFetchError(ClientError):
+    """An image URL could not be fetched (refused address, network failure, timeout, bad status)."""
+
+    code = "media_fetch_failed"
+
+
+class URLRefusedError(MediaFetchError):
+    status_code = 403
+    code = "url_refused"
+
+
+class RateLimitError(ClientError):
+    """The server is saturated; the client should retry after ``Retry-After`` seconds (HTTP 429)."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "queue_full"
+
+
+class ServerError(VLServeError):
+    status_code = 500
+    error_type = "server_error"
+    code = "internal_error"
+
+
+class ServiceUnavailableError(ServerError):
+    status_code = 503
+    code = "unavailable"
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_PATH = re.compile(r"(?<![\w:/.])/(?:[\w.\-]+/)+[\w.\-]*")
+
+
+def sanitize_message(message: str) -> str:
+    """Strip memory addresses and filesystem paths from a message bound for a client."""
+    message = _ADDRESS.sub("", message)
+    return _PATH.sub("<path>", message)
+
+
+def error_body(exc: VLServeError) -> dict[str, Any]:
+    """The OpenAI error envelope for ``exc``."""
+    return {
+        "error": {
+            "message": sanitize_message(exc.message),
+            "type": exc.error_type,
+            "param": exc.param,
+            "code": exc.code,
+        }
+    }

@@ -1,0 +1,56 @@
+"""Decode ``data:image/...;base64,...`` URLs, checking the size before decoding anything."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import unquote
+
+from vlserve.errors import ClientError
+from vlserve.media.limits import payload_too_large
+
+_EXAMPLE = "data:image/png;base64,iVBORw0..."
+_GENERIC_TYPES = frozenset({"", "application/octet-stream"})  # no type given: the bytes are sniffed
+_URLSAFE = str.maketrans("-_", "+/")
+
+
+def decode_data_url(url: str, *, max_bytes: int, param: str) -> bytes:
+    """The bytes of a base64 image data URL; malformed, non-image or oversized URLs raise client errors."""
+    if url[:5].lower() != "data:":
+        raise _malformed("it does not start with 'data:'", param)
+    header, comma, payload = url[5:].partition(",")
+    if not comma:
+        raise _malformed("',' between the media type and the data is missing", param)
+    mime, *options = (part.strip().lower() for part in header.split(";"))
+    if "base64" not in options:
+        raise _malformed("the data must be base64-encoded (';base64,')", param)
+    if mime not in _GENERIC_TYPES and not mime.startswith("image/"):
+        raise _malformed(f"media type '{mime[:50]}' is not an image type (image/*)", param)
+    text = _normalise(payload)
+    if not text:
+        raise _malformed("it contains no data", param)
+    if len(text) // 4 * 3 > max_bytes:  # upper bound of the decoded size, known before decoding
+        raise payload_too_large(max_bytes, param=param)
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ClientError("image data URL is not valid base64", param=param, code="invalid_base64") from None
+    if len(data) > max_bytes:
+        raise payload_too_large(max_bytes, param=param)
+    return data
+
+
+def _normalise(payload: str) -> str:
+    """Drop whitespace and percent-escapes, map the URL-safe alphabet and restore missing padding."""
+    if "%" in payload:
+        payload = unquote(payload)
+    text = "".join(payload.split()).translate(_URLSAFE).rstrip("=")
+    if len(text) % 4 == 1:
+        return text + "="  # impossible length: keep it invalid so b64decode reports it
+    return text + "=" * (-len(text) % 4)
+
+
+def _malformed(problem: str, param: str) -> ClientError:
+    return ClientError(
+        f"malformed image data URL: {problem}; expected {_EXAMPLE}", param=param, code="invalid_data_url"
+    )

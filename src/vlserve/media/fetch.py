@@ -1,0 +1,129 @@
+"""Fetch image URLs for clients without letting them reach the private network or exhaust the server.
+
+Redirects are followed by hand so that every hop is validated; the address guard runs again at
+connect time on the resolved addresses; the whole fetch, redirects included, has one deadline; the
+body is streamed and abandoned as soon as it exceeds the size limit.
+"""
+
+from __future__ import annotations
+
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from importlib.metadata import PackageNotFoundError, version
+from types import TracebackType
+
+import anyio
+import httpx
+
+from vlserve.errors import MediaFetchError
+from vlserve.media.address_guard import check_url, parse_allowlist, refused
+from vlserve.media.guarded_transport import AddressRefused, GuardedTransport, Resolver, resolve
+from vlserve.media.limits import payload_too_large
+
+
+def _user_agent() -> str:
+    try:
+        return f"vlserve/{version('vlserve')}"
+    except PackageNotFoundError:
+        return "vlserve/dev"
+
+
+def _no_cookies() -> CookieJar:
+    """A cookie jar that never stores a cookie, so none is ever sent (passed as a jar: httpx keeps it)."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+class ImageFetcher:
+    """Downloads image URLs safely; one instance (one connection pool) per server, closed at shutdown."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        max_redirects: int,
+        max_bytes: int,
+        allowlist: list[str],
+        resolver: Resolver = resolve,
+    ) -> None:
+        self.timeout = timeout
+        self.max_redirects = max_redirects
+        self.max_bytes = max_bytes
+        self._allowlist = parse_allowlist(allowlist)
+        self._client = httpx.AsyncClient(
+            transport=GuardedTransport(self._allowlist, resolver=resolver),
+            follow_redirects=False,
+            trust_env=False,  # a proxy would connect on our behalf, bypassing the address guard
+            timeout=timeout,
+            cookies=_no_cookies(),
+            headers={"User-Agent": _user_agent(), "Accept": "image/*", "Accept-Encoding": "identity"},
+        )
+
+    async def __aenter__(self) -> ImageFetcher:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    async def fetch(self, url: str, *, param: str) -> bytes:
+        """The body of ``url`` (http/https), following at most ``max_redirects`` validated redirects."""
+        target = check_url(url, self._allowlist, param=param)
+        try:
+            with anyio.fail_after(self.timeout):
+                return await self._follow(target, param)
+        except TimeoutError:
+            raise self._timed_out(target, param) from None
+
+    async def _follow(self, url: httpx.URL, param: str) -> bytes:
+        for _ in range(self.max_redirects + 1):
+            try:
+                async with self._client.stream("GET", url) as response:
+                    if response.is_redirect:
+                        url = self._redirect_target(url, response.headers["Location"], param)
+                        continue
+                    if not response.is_success:
+                        raise MediaFetchError(f"image URL returned HTTP {response.status_code}", param=param)
+                    return await self._read_body(response, param)
+            except AddressRefused as exc:
+                raise refused(exc.host, param=param) from None
+            except httpx.TimeoutException:
+                raise self._timed_out(url, param) from None
+            except httpx.HTTPError:
+                raise MediaFetchError(
+                    f"could not fetch the image URL: connection to host '{url.host}' failed", param=param
+                ) from None
+        raise MediaFetchError(
+            f"image URL redirected more than {self.max_redirects} times",
+            param=param,
+            code="too_many_redirects",
+        )
+
+    def _redirect_target(self, url: httpx.URL, location: str, param: str) -> httpx.URL:
+        """The next hop, validated exactly like the URL the client gave."""
+        try:
+            target = url.join(location)
+        except (httpx.InvalidURL, ValueError):
+            raise MediaFetchError("image URL redirected to an invalid URL", param=param) from None
+        return check_url(target, self._allowlist, param=param)
+
+    async def _read_body(self, response: httpx.Response, param: str) -> bytes:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise payload_too_large(self.max_bytes, param=param, what="image at the URL")
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > self.max_bytes:
+                raise payload_too_large(self.max_bytes, param=param, what="image at the URL")
+        return bytes(body)
+
+    def _timed_out(self, url: httpx.URL, param: str) -> MediaFetchError:
+        return MediaFetchError(
+            f"image URL on host '{url.host}' timed out after {self.timeout:g} s",
+            param=param,
+            code="media_fetch_timeout",
+        )

@@ -1,0 +1,47 @@
+"""End-to-end tier: a real server process, driven by the official openai client and plain HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+from tests.e2e.server import ServerProcess
+
+# Small pixel budgets keep CPU prefill fast; the image path is the same at any size.
+FAST_IMAGES = {"min_pixels": 16 * 32 * 32, "max_pixels": 256 * 32 * 32}
+
+
+@pytest.fixture(scope="session")
+def demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vlserve.demo import build_random_model
+
+    return build_random_model(tmp_path_factory.mktemp("models") / "vlserve-demo-random")
+
+
+@pytest.fixture(scope="session")
+def start_server(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    servers: list[ServerProcess] = []
+
+    def start(**settings: object) -> ServerProcess:
+        log = tmp_path_factory.mktemp("server") / "server.log"
+        server = ServerProcess(demo_model, log, **{**FAST_IMAGES, **settings})
+        servers.append(server)
+        return server.wait_ready()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def server(start_server) -> ServerProcess:
+    """The shared server: default settings, loopback 127.0.0.1 allowlisted for image URLs."""
+    return start_server(url_allowlist="127.0.0.1/32", url_fetch_timeout=2)
+
+
+@pytest.fixture
+def openai_client(server: ServerProcess) -> OpenAI:
+    return OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=120)
