@@ -8,6 +8,8 @@ import pytest
 
 from tests.support.http_server import HostedServer, serve_http
 
+pytest_plugins = ["tests.e2e.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def image_host() -> Iterator[HostedServer]:

@@ -15,7 +15,7 @@ from vlserve.settings import Settings
 app = typer.Typer(help="vlserve: serve Qwen-VL vision-language models.", no_args_is_help=True, add_completion=False)
 demo_app = typer.Typer(help="The bundled demo model.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 ModelOpt = Annotated[Path | None, typer.Option("--model", help="Local checkpoint directory.", show_default=False)]
 
@@ -41,7 +41,7 @@ def ensure_model(settings: Settings) -> Path:
     try:
         read_config(model_dir)
     except CheckpointError as exc:
-        console.print(f"[red]cannot serve {model_dir}:[/red] {exc.message}")
+        console.print(f"[red]cannot serve:[/red] {exc.message}")
         raise typer.Exit(2) from exc
     return model_dir
 

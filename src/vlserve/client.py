@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
+import mimetypes
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
-from PIL import Image
 
 from vlserve.settings import Settings
 
 
 def image_to_data_url(path: str | Path) -> str:
+    """The file as a data URL; the server, not the client, decides whether it is a usable image."""
     data = Path(path).read_bytes()
-    with Image.open(io.BytesIO(data)) as image:
-        mime = Image.MIME.get(image.format or "", "image/png")
+    mime = mimetypes.guess_type(str(path))[0]
+    if mime is None or not mime.startswith("image/"):
+        mime = "application/octet-stream"
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 

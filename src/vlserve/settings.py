@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEMO_MODEL_NAME = "vlserve-demo-random"
 
@@ -61,7 +62,7 @@ class Settings(BaseSettings):
     # --- image URLs --------------------------------------------------------------------------
     url_fetch_timeout: float = Field(default=10.0, gt=0, description="Seconds for one image URL, all redirects.")
     url_max_redirects: int = Field(default=3, ge=0)
-    url_allowlist: list[str] = Field(
+    url_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Hosts or CIDR networks fetched even though they are not global addresses "
         '(JSON list, e.g. ["10.0.0.0/8", "images.internal"]).',
@@ -75,7 +76,9 @@ class Settings(BaseSettings):
     @field_validator("url_allowlist", mode="before")
     @classmethod
     def _split_allowlist(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip().startswith("["):
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 

@@ -8,6 +8,7 @@ client going away. Rows end independently; the call returns when every row has e
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,8 @@ from vlserve.engine.base import Delta, Prompt
 from vlserve.engine.detokenize import StreamDecoder
 from vlserve.engine.sampling import RowSampler
 from vlserve.engine.scheduler import GenerationRequest
+
+log = logging.getLogger("vlserve.engine")
 
 
 def collate(prompts: Sequence[Prompt], pad_token_id: int, device: torch.device, dtype: torch.dtype) -> dict:
@@ -77,6 +80,7 @@ class StreamingStop(StoppingCriteria):
     def _advance(self, row: _Row, token: int) -> None:
         if row.request.cancelled.is_set():
             row.done = True
+            log.info("generation stopped after %d tokens: the client went away", row.generated)
             return
         row.token_ids.append(token)
         if token in self._eos:

@@ -8,10 +8,7 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-from tests.e2e.server import ServerProcess
-
-# Small pixel budgets keep CPU prefill fast; the image path is the same at any size.
-FAST_IMAGES = {"min_pixels": 16 * 32 * 32, "max_pixels": 256 * 32 * 32}
+from tests.e2e.server import FAST_IMAGES, ServerProcess
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,82 @@
+"""The `vlserve` command as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.support.images import chart, encode
+from vlserve.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def chart_file(tmp_path):
+    path = tmp_path / "chart.png"
+    path.write_bytes(encode(chart(9)))
+    return path
+
+
+def test_demo_build_writes_a_loadable_checkpoint(tmp_path):
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "build", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "demo model ready" in result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["Qwen3VLMoeForConditionalGeneration"]
+    assert (out / "model.safetensors").stat().st_size > 1_000_000
+
+
+@pytest.mark.e2e
+def test_ask_against_a_running_server(server, chart_file):
+    result = subprocess.run(
+        [sys.executable, "-m", "vlserve.cli", "ask", str(chart_file), "--prompt", "What values?", "--url", server.url,
+         "--max-tokens", "8"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+
+
+def test_ask_local_runs_the_model_in_process(demo_model, chart_file):
+    result = runner.invoke(
+        app,
+        [
+            "ask",
+            str(chart_file),
+            "--prompt",
+            "What values?",
+            "--local",
+            "--model",
+            str(demo_model),
+            "--max-tokens",
+            "6",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.strip()
+
+
+def test_ask_reports_a_server_error_cleanly(server, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    result = runner.invoke(app, ["ask", str(bad), "--prompt", "x", "--url", server.url])
+    assert result.exit_code == 1
+    assert "HTTP 400" in result.output and "not a recognised image" in result.output
+
+
+def test_ask_without_a_server_says_how_to_start_one(chart_file):
+    result = runner.invoke(app, ["ask", str(chart_file), "--prompt", "x", "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert "vlserve serve" in result.output
+
+
+def test_serve_refuses_a_directory_that_is_not_a_checkpoint(tmp_path):
+    result = runner.invoke(app, ["serve", "--model", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not a checkpoint directory" in result.output
