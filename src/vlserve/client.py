@@ -80,7 +80,7 @@ def ask_remote(
 async def ask_local(
     settings: Settings, images: Sequence[str], prompt: str, *, max_tokens: int | None, temperature: float | None
 ) -> None:
-    from vlserve.engine import ChatTurn, SamplingParams, build_engine
+    from vlserve.engine import ChatTurn, build_engine
     from vlserve.media import ImageLimits, load_image
 
     limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
@@ -88,15 +88,8 @@ async def ask_local(
     engine = build_engine(settings.model_copy(update={"warmup": False}))
     await engine.start()
     try:
-        defaults = engine.info.default_sampling
-        params = SamplingParams(
-            max_tokens=max_tokens,
-            temperature=defaults.temperature if temperature is None else temperature,
-            top_p=defaults.top_p,
-            top_k=defaults.top_k,
-        )
-        turn = ChatTurn("user", (*({"type": "image"} for _ in decoded), {"type": "text", "text": prompt}))
-        prompt_ = await engine.prepare([turn], decoded)
+        params = engine.info.default_sampling.merge(max_tokens=max_tokens, temperature=temperature)
+        prompt_ = await engine.prepare([ChatTurn.user(prompt, len(decoded))], decoded)
         async for delta in engine.generate(prompt_, params):
             sys.stdout.write(delta.text)
             sys.stdout.flush()

@@ -62,12 +62,11 @@ class ChatService:
                 f"response_format {request.response_format.type!r} is not supported by this server",
                 param="response_format",
             )
-        defaults = self.engine.info.default_sampling
-        return SamplingParams(
+        return self.engine.info.default_sampling.merge(
             max_tokens=request.max_completion_tokens or request.max_tokens,
-            temperature=defaults.temperature if request.temperature is None else request.temperature,
-            top_p=defaults.top_p if request.top_p is None else request.top_p,
-            top_k=defaults.top_k if request.top_k is None else max(request.top_k, 0),
+            temperature=request.temperature,
+            top_p=request.top_p,
+            top_k=None if request.top_k is None else max(request.top_k, 0),
             seed=request.seed,
             stop=request.stop_sequences(),
         )

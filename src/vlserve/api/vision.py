@@ -10,7 +10,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from vlserve.api.cancellation import cancel_on_disconnect
 from vlserve.api.protocol import usage
 from vlserve.api.state import ChatDep, RequestIdDep, StateDep
-from vlserve.engine.base import ChatTurn, SamplingParams
+from vlserve.engine.base import ChatTurn
 from vlserve.errors import ClientError, PayloadTooLargeError
 from vlserve.media import ImageLimits, load_image
 
@@ -52,16 +52,8 @@ async def chat_vision(
         param = f"image_file[{i}]"
         data = await _read_upload(upload, settings.max_image_bytes, param)
         images.append(await asyncio.to_thread(load_image, data, limits, param=param))
-    turn = ChatTurn("user", (*({"type": "image"} for _ in images), {"type": "text", "text": prompt}))
-    defaults = state.engine.info.default_sampling
-    params = SamplingParams(
-        max_tokens=max_tokens,
-        temperature=defaults.temperature if temperature is None else temperature,
-        top_p=defaults.top_p,
-        top_k=defaults.top_k,
-        seed=seed,
-    )
-    prepared = await cancel_on_disconnect(raw, chat.prepare([turn], images))
+    params = state.engine.info.default_sampling.merge(max_tokens=max_tokens, temperature=temperature, seed=seed)
+    prepared = await cancel_on_disconnect(raw, chat.prepare([ChatTurn.user(prompt, len(images))], images))
     completion = await cancel_on_disconnect(raw, chat.complete(prepared, params))
     return {
         "result": completion.text,

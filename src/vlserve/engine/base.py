@@ -6,6 +6,7 @@ The API depends only on :class:`Engine`, so it is tested with a fake engine and 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -25,6 +26,11 @@ class ChatTurn:
     role: str
     parts: tuple[dict[str, str], ...]
 
+    @classmethod
+    def user(cls, text: str, num_images: int = 0) -> ChatTurn:
+        """A user message with ``num_images`` images followed by the question, as the model card shows."""
+        return cls("user", (*({"type": "image"} for _ in range(num_images)), {"type": "text", "text": text}))
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -38,6 +44,10 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0 or self.top_k == 1
+
+    def merge(self, **overrides: object) -> SamplingParams:
+        """These defaults with every override that is not None applied (a request over the checkpoint's)."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass

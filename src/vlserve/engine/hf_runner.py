@@ -80,7 +80,9 @@ class StreamingStop(StoppingCriteria):
     def _advance(self, row: _Row, token: int) -> None:
         if row.request.cancelled.is_set():
             row.done = True
-            log.info("generation stopped after %d tokens: the client went away", row.generated)
+            log.info(
+                "%s: generation stopped after %d tokens: the client went away", row.request.request_id, row.generated
+            )
             return
         row.token_ids.append(token)
         if token in self._eos:

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from vlserve.engine.base import Delta, Prompt, SamplingParams
 from vlserve.errors import RateLimitError, ServerError, VLServeError
+from vlserve.observability.request_id import current_request_id
 
 log = logging.getLogger("vlserve.scheduler")
 
@@ -33,6 +34,7 @@ class GenerationRequest:
     events: asyncio.Queue[Delta | VLServeError] = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     enqueued_at: float = field(default_factory=time.monotonic)
+    request_id: str = field(default_factory=current_request_id.get)
 
     def emit(self, event: Delta | VLServeError) -> None:
         """Hand an event to the waiting consumer; callable from any thread."""
@@ -128,7 +130,12 @@ class Scheduler:
             if not batch:
                 continue
             self.batch_sizes = [*self.batch_sizes[-999:], len(batch)]
-            log.info("running batch of %d (queue depth %d)", len(batch), self._queue.qsize())
+            log.info(
+                "running batch of %d (queue depth %d): %s",
+                len(batch),
+                self._queue.qsize(),
+                " ".join(r.request_id for r in batch),
+            )
             try:
                 await loop.run_in_executor(self._executor, self._runner.run_batch, batch)
             except Exception:  # a failed batch must not stop the server

@@ -31,8 +31,7 @@ def warmup_image() -> Image.Image:
 
 async def warm_up(engine: Engine) -> None:
     started = time.monotonic()
-    turns = [ChatTurn("user", ({"type": "image"}, {"type": "text", "text": "Describe this chart."}))]
-    prompt = await engine.prepare(turns, [warmup_image()])
+    prompt = await engine.prepare([ChatTurn.user("Describe this chart.", 1)], [warmup_image()])
     async for _ in engine.generate(prompt, SamplingParams(max_tokens=4)):
         pass
     log.info("warm-up generation done in %.2f s", time.monotonic() - started)

@@ -1,0 +1,45 @@
+"""Settings: environment variables, validation at start, and the README documenting every one."""
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from vlserve.settings import Settings
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_every_setting_is_documented_in_the_readme():
+    text = README.read_text()
+    missing = [f"VLSERVE_{name.upper()}" for name in Settings.model_fields if f"`VLSERVE_{name.upper()}`" not in text]
+    assert missing == []
+
+
+def test_environment_variables_are_read(monkeypatch):
+    monkeypatch.setenv("VLSERVE_MAX_BATCH_SIZE", "2")
+    monkeypatch.setenv("VLSERVE_URL_ALLOWLIST", "10.0.0.0/8, images.internal")
+    settings = Settings()
+    assert settings.max_batch_size == 2
+    assert settings.url_allowlist == ["10.0.0.0/8", "images.internal"]
+
+
+def test_allowlist_as_json_list(monkeypatch):
+    monkeypatch.setenv("VLSERVE_URL_ALLOWLIST", '["192.168.0.0/16"]')
+    assert Settings().url_allowlist == ["192.168.0.0/16"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"max_batch_size": 0}, {"min_pixels": 2_000_000, "max_pixels": 1_000_000}, {"url_allowlist": ["10.0.0.0/33"]}],
+)
+def test_invalid_settings_are_refused_at_start(bad):
+    with pytest.raises(ValidationError):
+        Settings(**bad)
+
+
+def test_default_model_is_the_bundled_demo(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    assert settings.model_dir() == tmp_path / "models" / "vlserve-demo-random"
+    assert settings.model_name() == "vlserve-demo-random"
+    assert Settings(model=tmp_path / "Qwen3-VL-30B-A3B-Instruct").model_name() == "Qwen3-VL-30B-A3B-Instruct"
