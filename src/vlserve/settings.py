@@ -56,8 +56,14 @@ class Settings(BaseSettings):
         default=40_000_000, ge=1024, description="Width x height limit, read from the header before decoding."
     )
     max_images_per_request: int = Field(default=8, ge=1)
-    min_pixels: int = Field(default=256 * 32 * 32, ge=32 * 32, description="Smallest pixel budget per image.")
-    max_pixels: int = Field(default=1280 * 32 * 32, ge=32 * 32, description="Largest pixel budget per image.")
+    min_pixels: int | None = Field(
+        default=None, ge=32 * 32, description="Smallest pixel budget per image; unset: the checkpoint's own."
+    )
+    max_pixels: int | None = Field(
+        default=None,
+        ge=32 * 32,
+        description="Largest pixel budget per image; unset: the checkpoint's own, at most 1280 visual tokens.",
+    )
 
     # --- image URLs --------------------------------------------------------------------------
     url_fetch_timeout: float = Field(default=10.0, gt=0, description="Seconds for one image URL, all redirects.")
@@ -92,7 +98,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_pixels(self) -> Settings:
-        if self.min_pixels > self.max_pixels:
+        if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
             raise ValueError("min_pixels must not exceed max_pixels")
         return self
 

@@ -120,3 +120,16 @@ def test_engine_streams_and_honours_stop_strings_and_limits(demo_model):
             await engine.close()
 
     asyncio.run(main())
+
+
+def test_pixel_budget_prefers_settings_then_the_checkpoint_with_a_cap():
+    from types import SimpleNamespace
+
+    from vlserve.engine.prompting import pixel_budget
+
+    qwen = SimpleNamespace(size={"shortest_edge": 65536, "longest_edge": 16777216})  # Qwen3-VL's own
+    assert pixel_budget(qwen, None, None) == (65536, 1280 * 32 * 32)
+    assert pixel_budget(qwen, 256 * 1024, 512 * 1024) == (256 * 1024, 512 * 1024)
+    small = SimpleNamespace(size={"shortest_edge": 16 * 1024, "longest_edge": 160 * 1024})
+    assert pixel_budget(small, None, None) == (16 * 1024, 160 * 1024)
+    assert pixel_budget(small, None, 8 * 1024) == (8 * 1024, 8 * 1024)

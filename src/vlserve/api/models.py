@@ -26,8 +26,8 @@ async def list_models(state: StateDep) -> dict:
                 "max_model_len": info.max_model_len,
                 "max_images_per_request": info.max_images_per_request,
                 "max_image_bytes": settings.max_image_bytes,
-                "min_pixels": settings.min_pixels,
-                "max_pixels": settings.max_pixels,
+                "min_pixels": info.min_pixels,
+                "max_pixels": info.max_pixels,
                 "ready": state.engine.ready,
             }
         ],

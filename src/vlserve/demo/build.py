@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ __all__ = [
     "add_legacy_config_keys",
     "build_random_model",
     "is_complete_checkpoint",
+    "save_checkpoint",
+    "write_atomically",
 ]
 
 MANIFEST_NAME = "vlserve_demo.json"
@@ -95,19 +98,15 @@ def _parameter_counts(model: Qwen3VLMoeForConditionalGeneration) -> dict[str, in
     }
 
 
-def _write_checkpoint(out: Path, seed: int) -> None:
-    tokenizer = train_tokenizer(seed=seed)
-    config = make_config(tokenizer)
-
-    with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
-        torch.manual_seed(seed)
-        model = Qwen3VLMoeForConditionalGeneration(config)
-    with torch.no_grad():
-        generator = torch.Generator().manual_seed(seed + 1)
-        lm_head = model.get_output_embeddings()
-        lm_head.weight.copy_(torch.randn(lm_head.weight.shape, generator=generator) * LM_HEAD_STD)
-    model = model.to(torch.float32).eval()
-
+def save_checkpoint(
+    model: Qwen3VLMoeForConditionalGeneration,
+    tokenizer: Any,
+    out: Path,
+    *,
+    manifest: dict[str, Any],
+    processor_config: dict[str, Any] = IMAGE_PROCESSOR_CONFIG,
+) -> None:
+    """Write a complete, portable checkpoint directory: weights, configs, tokenizer, template, manifest."""
     eos, pad = tokenizer.convert_tokens_to_ids([EOS_TOKEN, PAD_TOKEN])
     model.generation_config = GenerationConfig(
         eos_token_id=[eos, pad],
@@ -124,18 +123,46 @@ def _write_checkpoint(out: Path, seed: int) -> None:
     # if a version keeps the template only inside tokenizer_config.json.
     if not (out / "chat_template.jinja").is_file():
         (out / "chat_template.jinja").write_text(tokenizer.chat_template or "", encoding="utf-8")
-    _write_json(out / "preprocessor_config.json", IMAGE_PROCESSOR_CONFIG)
+    _write_json(out / "preprocessor_config.json", processor_config)
     _write_json(out / "video_preprocessor_config.json", VIDEO_PROCESSOR_CONFIG)
     _write_json(
         out / MANIFEST_NAME,
         {
-            "kind": "random",
-            "seed": seed,
+            **manifest,
             "architecture": "Qwen3VLMoeForConditionalGeneration",
             "vocab_size": len(tokenizer),
             "parameters": _parameter_counts(model),
         },
     )
+
+
+def _write_checkpoint(out: Path, seed: int) -> None:
+    tokenizer = train_tokenizer(seed=seed)
+    config = make_config(tokenizer)
+
+    with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
+        torch.manual_seed(seed)
+        model = Qwen3VLMoeForConditionalGeneration(config)
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(seed + 1)
+        lm_head = model.get_output_embeddings()
+        lm_head.weight.copy_(torch.randn(lm_head.weight.shape, generator=generator) * LM_HEAD_STD)
+    model = model.to(torch.float32).eval()
+    save_checkpoint(model, tokenizer, out, manifest={"kind": "random", "seed": seed})
+
+
+def write_atomically(out_dir: Path, write: Callable[[Path], None], *, overwrite: bool) -> Path:
+    """Run ``write(staging_dir)`` and rename the result to ``out_dir``: never a half-written checkpoint."""
+    out_dir = Path(out_dir).expanduser().absolute()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    try:
+        write(staging)
+        _move_into_place(staging, out_dir, overwrite=overwrite)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
 
 
 def build_random_model(out_dir: Path, *, seed: int = 0, overwrite: bool = False) -> Path:
@@ -150,16 +177,7 @@ def build_random_model(out_dir: Path, *, seed: int = 0, overwrite: bool = False)
         return out_dir
     if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FileExistsError(f"{out_dir} exists and is not a complete checkpoint; pass overwrite=True")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
-    try:
-        _write_checkpoint(staging, seed)
-        _move_into_place(staging, out_dir, overwrite=overwrite)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
+    return write_atomically(out_dir, lambda staging: _write_checkpoint(staging, seed), overwrite=overwrite)
 
 
 def _move_into_place(staging: Path, out_dir: Path, *, overwrite: bool) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "SPATIAL_MERGE_SIZE",
     "TEMPORAL_PATCH_SIZE",
     "VIDEO_PROCESSOR_CONFIG",
+    "image_processor_config",
     "make_config",
     "text_config_dict",
     "vision_config_dict",
@@ -102,8 +103,13 @@ def vision_config_dict(out_hidden_size: int) -> dict[str, Any]:
     }
 
 
-def make_config(tokenizer: PreTrainedTokenizerBase) -> Qwen3VLMoeConfig:
-    """The full model config, with every token id taken from `tokenizer`."""
+def make_config(
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    text_overrides: dict[str, Any] | None = None,
+    vision_overrides: dict[str, Any] | None = None,
+) -> Qwen3VLMoeConfig:
+    """The full model config, with every token id taken from `tokenizer`; sizes may be overridden."""
 
     def tid(token: str) -> int:
         got = tokenizer.convert_tokens_to_ids(token)
@@ -112,10 +118,11 @@ def make_config(tokenizer: PreTrainedTokenizerBase) -> Qwen3VLMoeConfig:
         return got
 
     eos, pad = tid(EOS_TOKEN), tid(PAD_TOKEN)
-    text = text_config_dict(len(tokenizer), eos, pad)
+    text = {**text_config_dict(len(tokenizer), eos, pad), **(text_overrides or {})}
+    vision = {**vision_config_dict(out_hidden_size=text["hidden_size"]), **(vision_overrides or {})}
     return Qwen3VLMoeConfig(
         text_config=text,
-        vision_config=vision_config_dict(out_hidden_size=text["hidden_size"]),
+        vision_config=vision,
         image_token_id=tid(IMAGE_PAD_TOKEN),
         video_token_id=tid(VIDEO_PAD_TOKEN),
         vision_start_token_id=tid(VISION_START_TOKEN),
@@ -142,13 +149,18 @@ _PROCESSOR_COMMON: dict[str, Any] = {
     "resample": 3,  # PIL bicubic
 }
 
-# 64 to 1280 visual tokens per image (one token per 32 x 32 px).
-IMAGE_PROCESSOR_CONFIG: dict[str, Any] = {
-    "image_processor_type": "Qwen2VLImageProcessor",
-    "processor_class": "Qwen3VLProcessor",
-    **_PROCESSOR_COMMON,
-    "size": {"shortest_edge": 64 * _FACTOR * _FACTOR, "longest_edge": 1280 * _FACTOR * _FACTOR},
-}
+def image_processor_config(min_tokens: int, max_tokens: int) -> dict[str, Any]:
+    """A Qwen2-VL image processor config resizing every image into [min_tokens, max_tokens] visual tokens."""
+    return {
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "processor_class": "Qwen3VLProcessor",
+        **_PROCESSOR_COMMON,
+        "size": {"shortest_edge": min_tokens * _FACTOR * _FACTOR, "longest_edge": max_tokens * _FACTOR * _FACTOR},
+    }
+
+
+# 64 to 1280 visual tokens per image (one token per 32 x 32 px), as Qwen3-VL's README recommends.
+IMAGE_PROCESSOR_CONFIG: dict[str, Any] = image_processor_config(64, 1280)
 
 # Read only where torchvision is installed (the GPU image, vLLM); never needed on CPU.
 VIDEO_PROCESSOR_CONFIG: dict[str, Any] = {

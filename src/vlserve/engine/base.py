@@ -82,6 +82,8 @@ class ModelInfo:
     architecture: str
     created: int
     default_sampling: SamplingParams = SamplingParams()  # the checkpoint's generation_config
+    min_pixels: int = 0  # the per-image pixel budget images are resized into
+    max_pixels: int = 0
 
 
 @runtime_checkable

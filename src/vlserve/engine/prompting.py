@@ -16,7 +16,19 @@ from vlserve.engine.base import ChatTurn, Prompt
 from vlserve.errors import ClientError
 
 IMAGE_PAD = "<|image_pad|>"
+DEFAULT_MAX_PIXELS = 1280 * 32 * 32  # 1280 visual tokens: the Qwen3-VL README's upper recommendation
+DEFAULT_MIN_PIXELS = 64 * 32 * 32
 RESERVED_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+
+
+def pixel_budget(image_processor: Any, min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
+    """The per-image pixel range: the operator's settings, else the checkpoint's own (max capped)."""
+    size = getattr(image_processor, "size", None) or {}
+    own_min = size.get("shortest_edge") if isinstance(size, dict) else None
+    own_max = size.get("longest_edge") if isinstance(size, dict) else None
+    high = max_pixels or min(own_max or DEFAULT_MAX_PIXELS, DEFAULT_MAX_PIXELS)
+    low = min_pixels or min(own_min or DEFAULT_MIN_PIXELS, high)
+    return low, high
 
 
 class PromptBuilder:

@@ -16,7 +16,7 @@ from PIL import Image
 from vlserve.engine.base import ChatTurn, Delta, ModelInfo, Prompt, SamplingParams
 from vlserve.engine.checkpoint import Checkpoint, load_checkpoint
 from vlserve.engine.hf_runner import HFBatchRunner
-from vlserve.engine.prompting import PromptBuilder
+from vlserve.engine.prompting import PromptBuilder, pixel_budget
 from vlserve.engine.scheduler import Scheduler
 from vlserve.engine.warmup import warm_up
 from vlserve.errors import ContextLengthError, ServiceUnavailableError
@@ -77,12 +77,13 @@ class TransformersEngine:
         started = time.monotonic()
         checkpoint = await asyncio.to_thread(load_checkpoint, s.model_dir(), device=s.device, dtype=s.dtype)
         self._checkpoint = checkpoint
+        min_pixels, max_pixels = pixel_budget(checkpoint.image_processor, s.min_pixels, s.max_pixels)
         self._builder = PromptBuilder(
             checkpoint.tokenizer,
             checkpoint.image_processor,
             checkpoint.chat_template,
-            min_pixels=s.min_pixels,
-            max_pixels=s.max_pixels,
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
         )
         max_len = min(s.max_model_len or checkpoint.max_position_embeddings, checkpoint.max_position_embeddings)
         self._info = ModelInfo(
@@ -92,6 +93,8 @@ class TransformersEngine:
             architecture=checkpoint.architecture,
             created=self._info.created,
             default_sampling=checkpoint.default_sampling,
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
         )
         runner = HFBatchRunner(
             checkpoint.model, checkpoint.tokenizer, checkpoint.eos_token_ids, checkpoint.pad_token_id
