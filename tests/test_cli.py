@@ -80,3 +80,19 @@ def test_serve_refuses_a_directory_that_is_not_a_checkpoint(tmp_path):
     result = runner.invoke(app, ["serve", "--model", str(tmp_path)])
     assert result.exit_code == 2
     assert "not a checkpoint directory" in result.output
+
+
+def test_demo_train_writes_a_trained_checkpoint_with_progress(tmp_path):
+    out = tmp_path / "trained"
+    result = runner.invoke(app, ["demo", "train", "--out", str(out), "--steps", "2", "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    assert "trained model written to" in result.output
+    assert json.loads((out / "vlserve_demo.json").read_text())["kind"] == "trained"
+
+
+@pytest.mark.e2e
+def test_demo_eval_scores_every_question_type_and_check_fails_below_target(server):
+    result = runner.invoke(app, ["demo", "eval", "--url", server.url, "--n", "1", "--check"])
+    assert result.exit_code == 1, result.output  # the random-weight model cannot read charts
+    for name in ("values", "json", "highest", "lowest", "difference", "kind", "json_parses"):
+        assert name in result.output

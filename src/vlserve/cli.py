@@ -117,17 +117,77 @@ def ask(
 
 @demo_app.command("build")
 def demo_build(
-    out: Annotated[Path | None, typer.Option(help="Output directory [default: the served demo model path].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory [default: ~/.cache/vlserve/models/…].")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Rebuild even if it exists.")] = False,
 ) -> None:
     """Write the tiny random-weight Qwen3-VL-MoE checkpoint (the test fixture and default model)."""
     from vlserve.demo import build_random_model
 
-    target = out or Settings().model_dir()
+    target = out or Settings().random_demo_dir()
     with console.status(f"building the demo model in {target} …"):
         path = build_random_model(target, seed=seed, overwrite=overwrite)
     console.print(f"demo model ready: {path}")
+
+
+@demo_app.command("train")
+def demo_train(
+    out: Annotated[Path, typer.Option(help="Output checkpoint directory.")],
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1500,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 32,
+    seed: Annotated[int, typer.Option(help="Seed for the tokenizer, the weights and every chart.")] = 0,
+) -> None:
+    """Train the chart-reading demo model from scratch on CPU (reproducible for a given seed)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from vlserve.demo.train import TrainConfig, train
+
+    columns = (
+        TextColumn("training"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("train", total=steps, loss="-")
+        path = train(
+            out,
+            TrainConfig(steps=steps, batch_size=batch_size, seed=seed),
+            on_progress=lambda p: bar.update(task, completed=p.step, loss=f"{p.loss:.4f}"),
+        )
+    console.print(f"trained model written to {path}")
+
+
+@demo_app.command("eval")
+def demo_eval(
+    url: Annotated[str, typer.Option(help="Server base URL.")] = "http://127.0.0.1:8080",
+    n: Annotated[int, typer.Option(help="Fresh charts; each is asked every question type.")] = 50,
+    seed: Annotated[int, typer.Option(help="Which held-out charts (never used in training).")] = 0,
+    check: Annotated[bool, typer.Option(help="Exit 1 when a target is missed.")] = False,
+) -> None:
+    """Score a server on fresh held-out charts through the HTTP API, per question type."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from vlserve.demo.evaluate import TARGETS, evaluate, meets_targets
+    from vlserve.demo.questions import QUESTION_TYPES
+
+    with Progress(console=console) as bar:
+        task = bar.add_task("asking", total=n * len(QUESTION_TYPES))
+        scores = asyncio.run(evaluate(url, n=n, seed=seed, on_answer=lambda: bar.advance(task)))
+    table = Table("question type", "asked", "correct", "accuracy", "target")
+    for name, score in scores.items():
+        target = TARGETS.get(name)
+        table.add_row(
+            name, str(score.asked), str(score.correct), f"{score.accuracy:.1%}", f"≥ {target:.0%}" if target else ""
+        )
+    Console().print(table)
+    for name, score in scores.items():
+        for failure in score.failures[:2]:
+            console.print(f"[dim]{name}: {failure}[/dim]")
+    if check and not meets_targets(scores):
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEMO_MODEL_NAME = "vlserve-demo-random"
+# The trained chart-reading demo model shipped inside the package (`vlserve demo train` makes it).
+BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "demo" / "checkpoint" / "vlserve-demo"
 
 
 def default_data_dir() -> Path:
@@ -26,7 +28,7 @@ class Settings(BaseSettings):
     model: Path | None = Field(
         default=None,
         description="Local checkpoint directory (Qwen3-VL, Qwen3-VL-MoE or Qwen2.5-VL). "
-        "Unset: the bundled demo model, built on first use.",
+        "Unset: the bundled chart-reading demo model.",
     )
     served_model_name: str | None = Field(
         default=None, description="Model id clients send; defaults to the checkpoint directory name."
@@ -103,7 +105,15 @@ class Settings(BaseSettings):
         return self
 
     def model_dir(self) -> Path:
-        return self.model if self.model is not None else self.data_dir / "models" / DEMO_MODEL_NAME
+        """The configured checkpoint; unset: the bundled trained demo, else the random one (built on use)."""
+        if self.model is not None:
+            return self.model
+        if (BUNDLED_MODEL_DIR / "config.json").is_file():
+            return BUNDLED_MODEL_DIR
+        return self.random_demo_dir()
+
+    def random_demo_dir(self) -> Path:
+        return self.data_dir / "models" / DEMO_MODEL_NAME
 
     def model_name(self) -> str:
         return self.served_model_name or self.model_dir().name

@@ -23,7 +23,7 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, model_dir: Path, log_path: Path, **settings: object) -> None:
+    def __init__(self, model_dir: Path | None, log_path: Path, **settings: object) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -31,8 +31,9 @@ class ServerProcess:
         env.update({f"VLSERVE_{k.upper()}": str(v) for k, v in settings.items()})
         env.update({"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
         self._log = log_path.open("w")
+        model = ["--model", str(model_dir)] if model_dir is not None else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vlserve.cli", "serve", "--model", str(model_dir), "--port", str(self.port)],
+            [sys.executable, "-m", "vlserve.cli", "serve", *model, "--port", str(self.port)],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

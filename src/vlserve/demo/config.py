@@ -149,6 +149,7 @@ _PROCESSOR_COMMON: dict[str, Any] = {
     "resample": 3,  # PIL bicubic
 }
 
+
 def image_processor_config(min_tokens: int, max_tokens: int) -> dict[str, Any]:
     """A Qwen2-VL image processor config resizing every image into [min_tokens, max_tokens] visual tokens."""
     return {

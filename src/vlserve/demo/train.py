@@ -1,0 +1,164 @@
+"""Train the demo model: a small Qwen3-VL-MoE, from scratch, on synthetic charts, on CPU.
+
+Same model class as Qwen3-VL-30B-A3B (MoE decoder with 8 experts / top-2, ViT with deepstack),
+about 4 M parameters. Reproducible: the seed fixes the tokenizer, the initial weights and every
+chart and question drawn. The result is a standard checkpoint directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoImageProcessor, Qwen3VLMoeForConditionalGeneration
+
+from vlserve.demo.build import save_checkpoint, write_atomically
+from vlserve.demo.config import image_processor_config, make_config
+from vlserve.demo.dataset import collate, examples
+from vlserve.demo.tokenizer import train_tokenizer
+from vlserve.engine.prompting import PromptBuilder
+
+# Sizes of the trained demo model (the random fixture is smaller; see config.py).
+TEXT = {
+    "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "head_dim": 32, "moe_intermediate_size": 128, "num_experts": 8,
+    "num_experts_per_tok": 2, "max_position_embeddings": 2048,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [6, 5, 5],
+                        "mrope_interleaved": True},
+}  # fmt: skip
+VISION = {"depth": 4, "hidden_size": 128, "intermediate_size": 256, "num_heads": 4, "deepstack_visual_indexes": [1, 2]}
+MIN_TOKENS, MAX_TOKENS = 32, 96  # the trained pixel budget, written to preprocessor_config.json
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1800
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    seed: int = 0
+    threads: int = 2
+
+
+class ExampleBatches(torch.utils.data.IterableDataset):
+    """Collated batches drawn in a worker process, so chart drawing overlaps the model's work."""
+
+    def __init__(self, builder: PromptBuilder, tokenizer: Any, config: TrainConfig) -> None:
+        self._builder, self._tokenizer, self._config = builder, tokenizer, config
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        stream = examples(self._builder, self._tokenizer, random.Random(self._config.seed))
+        for _ in range(self._config.steps):
+            yield collate([next(stream) for _ in range(self._config.batch_size)], self._tokenizer.pad_token_id)
+
+
+@contextlib.contextmanager
+def linear_patch_embed(model: Qwen3VLMoeForConditionalGeneration) -> Iterator[None]:
+    """Run the ViT patch embedding as the matrix product it is (a stride = kernel Conv3d).
+
+    Same parameters, same result; CPU convolution kernels are several times slower for this shape,
+    forward and backward. Only used while training; the saved model is the standard class.
+    """
+    embed = model.model.visual.patch_embed
+
+    def forward(pixels: torch.Tensor) -> torch.Tensor:
+        weight = embed.proj.weight
+        return F.linear(pixels.to(weight.dtype).reshape(-1, weight[0].numel()), weight.flatten(1), embed.proj.bias)
+
+    embed.forward = forward
+    try:
+        yield
+    finally:
+        del embed.forward
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    steps: int
+    loss: float
+    elapsed_s: float
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to a tenth."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    done = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
+
+
+def build_model(tokenizer: Any, seed: int) -> Qwen3VLMoeForConditionalGeneration:
+    config = make_config(tokenizer, text_overrides={**TEXT, "output_router_logits": True}, vision_overrides=VISION)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Qwen3VLMoeForConditionalGeneration(config).to(torch.float32)
+
+
+def train(
+    out_dir: Path,
+    config: TrainConfig = TrainConfig(),
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Train and write the checkpoint to ``out_dir`` (atomically); returns it."""
+    torch.set_num_threads(config.threads)
+    tokenizer = train_tokenizer(seed=config.seed)
+    model = build_model(tokenizer, config.seed)
+    processor_config = image_processor_config(MIN_TOKENS, MAX_TOKENS)
+
+    def write(staging: Path) -> None:
+        # The image processor is loaded from a real config file, exactly as the server will load it.
+        save_checkpoint(model, tokenizer, staging, manifest={"kind": "untrained"}, processor_config=processor_config)
+        processor = AutoImageProcessor.from_pretrained(staging)
+        builder = PromptBuilder(
+            tokenizer, processor, tokenizer.chat_template,
+            min_pixels=processor.size["shortest_edge"], max_pixels=processor.size["longest_edge"],
+        )  # fmt: skip
+        loss = run(model, builder, tokenizer, config, on_progress)
+        model.config.text_config.output_router_logits = False
+        model.eval()
+        manifest = {"kind": "trained", "train": asdict(config), "final_loss": round(loss, 5)}
+        save_checkpoint(model, tokenizer, staging, manifest=manifest, processor_config=processor_config)
+
+    return write_atomically(out_dir, write, overwrite=overwrite)
+
+
+def run(
+    model: Qwen3VLMoeForConditionalGeneration,
+    builder: PromptBuilder,
+    tokenizer: Any,
+    config: TrainConfig,
+    on_progress: Callable[[Progress], None] | None,
+) -> float:
+    torch.manual_seed(config.seed)
+    batches = iter(
+        torch.utils.data.DataLoader(ExampleBatches(builder, tokenizer, config), batch_size=None, num_workers=1)
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
+    model.train()
+    started, smoothed = time.monotonic(), float("nan")
+    with linear_patch_embed(model):
+        for step, batch in enumerate(batches):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, config)
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            value = float(loss.detach())
+            smoothed = value if math.isnan(smoothed) else 0.95 * smoothed + 0.05 * value
+            if on_progress is not None:
+                on_progress(Progress(step + 1, config.steps, smoothed, time.monotonic() - started))
+    return smoothed

@@ -1,0 +1,53 @@
+"""Training examples are encoded exactly as the server sees a request, and only the answer is trained."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from transformers import AutoImageProcessor, AutoTokenizer
+
+from vlserve.demo.charts import draw_chart, random_chart
+from vlserve.demo.dataset import IGNORE, collate, encode, examples
+from vlserve.engine.base import ChatTurn
+from vlserve.engine.prompting import PromptBuilder
+
+
+@pytest.fixture(scope="module")
+def parts(demo_model):
+    tokenizer = AutoTokenizer.from_pretrained(demo_model)
+    processor = AutoImageProcessor.from_pretrained(demo_model)
+    builder = PromptBuilder(tokenizer, processor, tokenizer.chat_template, min_pixels=32 * 1024, max_pixels=64 * 1024)
+    return builder, tokenizer
+
+
+def test_prompt_is_what_the_server_builds_and_only_the_answer_is_a_target(parts):
+    builder, tokenizer = parts
+    rng = random.Random(3)
+    image = draw_chart(random_chart(rng), rng)
+    encoded = encode(builder, tokenizer, image, "What are the values?", "2021: 12, 2022: 7")
+    served = builder.build([ChatTurn.user("What are the values?", 1)], [image])
+    n = served.num_tokens
+    assert encoded.input_ids[:n] == served.input_ids
+    assert encoded.labels[:n] == [IGNORE] * n
+    targets = encoded.labels[n:]
+    assert tokenizer.decode(targets[:-1]) == "2021: 12, 2022: 7"
+    assert tokenizer.convert_ids_to_tokens(targets[-1]) == "<|im_end|>"
+    assert sum(encoded.mm_token_type_ids) == int(encoded.image_grid_thw.prod()) // 4
+
+
+def test_stream_is_reproducible_and_collates_right_padded(parts):
+    builder, tokenizer = parts
+    first = [next(examples(builder, tokenizer, random.Random(7))) for _ in range(1)][0]
+    again = next(examples(builder, tokenizer, random.Random(7)))
+    assert first.input_ids == again.input_ids
+    stream = examples(builder, tokenizer, random.Random(1))
+    batch = [next(stream) for _ in range(3)]
+    tensors = collate(batch, tokenizer.pad_token_id)
+    width = max(len(e.input_ids) for e in batch)
+    assert tensors["input_ids"].shape == (3, width)
+    for row, example in enumerate(batch):
+        n = len(example.input_ids)
+        assert tensors["attention_mask"][row].tolist() == [1] * n + [0] * (width - n)
+        assert (tensors["labels"][row, n:] == IGNORE).all()
+    assert tensors["pixel_values"].shape[0] == sum(int(e.image_grid_thw.prod()) for e in batch)

@@ -1,0 +1,115 @@
+"""Chart questions: every type and language has a gradable canonical answer; wrong replies fail."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from vlserve.demo.charts import Chart, random_chart
+from vlserve.demo.questions import (
+    QUESTION_TYPES,
+    SEED_QUESTION_ZH,
+    grade,
+    json_parses,
+    make_qa,
+    parse_values,
+    question_templates,
+)
+
+YEARS = Chart(kind="bar", categories=("2021", "2022", "2023"), values=(12, 7, 30), labelled=False, title=None)
+ITEMS = Chart(
+    kind="line", categories=("North", "South", "East", "West"), values=(5, 40, 22, 9), labelled=True, title="x"
+)
+
+
+@pytest.mark.parametrize("qtype", QUESTION_TYPES)
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_canonical_answers_grade_correct(qtype: str, lang: str) -> None:
+    assert len(question_templates(qtype, lang)) >= 3
+    for seed in range(30):
+        chart = random_chart(random.Random(seed))
+        qa = make_qa(chart, random.Random(seed), qtype=qtype, lang=lang)
+        assert (qa.qtype, qa.lang) == (qtype, lang)
+        assert qa.question and "{" not in qa.question.replace('{"', "")
+        assert grade(qa, chart, qa.answer), (qa, chart)
+        assert grade(qa, chart, f"  {qa.answer}\n")
+
+
+def test_canonical_formats() -> None:
+    rng = random.Random(0)
+    assert make_qa(YEARS, rng, "values", "en").answer == "2021: 12, 2022: 7, 2023: 30"
+    assert make_qa(YEARS, rng, "values", "zh").answer == "2021: 12, 2022: 7, 2023: 30"
+    assert make_qa(YEARS, rng, "json", "en").answer == '{"2021": 12, "2022": 7, "2023": 30}'
+    assert make_qa(YEARS, rng, "highest", "zh").answer == "2023"
+    assert make_qa(YEARS, rng, "lowest", "en").answer == "2022"
+    assert make_qa(YEARS, rng, "kind", "en").answer == "bar chart"
+    assert make_qa(ITEMS, rng, "kind", "zh").answer == "折线图"
+    diff = make_qa(ITEMS, rng, "difference", "en")
+    a, b = diff.subjects
+    assert a in diff.question and b in diff.question
+    assert diff.answer == str(abs(ITEMS.mapping()[a] - ITEMS.mapping()[b]))
+
+
+def test_wrong_replies_are_rejected() -> None:
+    rng = random.Random(1)
+    values = make_qa(YEARS, rng, "values", "en")
+    assert not grade(values, YEARS, "2021: 12, 2022: 8, 2023: 30")
+    assert not grade(values, YEARS, "2021: 12, 2022: 7")
+    assert not grade(values, YEARS, "the values are 12, 7 and 30")
+    js = make_qa(YEARS, rng, "json", "zh")
+    assert not grade(js, YEARS, '{"2021": 12, "2022": 7, "2023": 30')
+    assert not grade(js, YEARS, '{"2021": 12, "2022": 7, "2023": 31}')
+    assert not grade(js, YEARS, '{"2021": 12, "2022": 7, "2023": "30"}')
+    assert not grade(js, YEARS, "[12, 7, 30]")
+    assert not grade(make_qa(YEARS, rng, "highest", "en"), YEARS, "2021")
+    assert not grade(make_qa(YEARS, rng, "lowest", "zh"), YEARS, "2023")
+    diff = make_qa(YEARS, rng, "difference", "zh")
+    right = int(diff.answer)
+    assert not grade(diff, YEARS, str(right + 1))
+    assert not grade(diff, YEARS, str(-right)) or right == 0
+    assert not grade(make_qa(YEARS, rng, "kind", "en"), YEARS, "line chart")
+    assert not grade(make_qa(YEARS, rng, "kind", "zh"), YEARS, "折线图")
+
+
+def test_tolerant_grading() -> None:
+    rng = random.Random(2)
+    assert grade(make_qa(YEARS, rng, "values", "zh"), YEARS, "2021：12，2022：7，2023：30。")
+    assert grade(make_qa(YEARS, rng, "json", "en"), YEARS, '{"2023":30,"2021":12,"2022":7}')
+    assert grade(make_qa(YEARS, rng, "kind", "zh"), YEARS, "Bar chart.")
+    assert grade(make_qa(YEARS, rng, "kind", "en"), YEARS, "柱状图")
+
+
+def test_parse_values() -> None:
+    assert parse_values("2021：12，2022：7") == {"2021": 12, "2022": 7}
+    assert parse_values("2021: 12, 2022: 7") == {"2021": 12, "2022": 7}
+    assert parse_values(" Prod A : 3 ;Prod B:4\n") == {"Prod A": 3, "Prod B": 4}
+    assert parse_values("华东：5、华南：6。") == {"华东": 5, "华南": 6}
+    assert parse_values("") is None
+    assert parse_values("2021: twelve") is None
+    assert parse_values("2021: 1, 2021: 2") is None
+
+
+def test_json_parses() -> None:
+    assert json_parses('{"a": 1}')
+    assert not json_parses('{"a": 1')
+    assert not json_parses("[1, 2]")
+
+
+def test_seed_question_for_year_charts() -> None:
+    questions = {make_qa(YEARS, random.Random(s), "values", "zh").question for s in range(20)}
+    assert SEED_QUESTION_ZH in questions
+    assert len(questions) >= 2
+    item_questions = {make_qa(ITEMS, random.Random(s), "values", "zh").question for s in range(40)}
+    assert SEED_QUESTION_ZH not in item_questions
+
+
+def test_random_type_and_language() -> None:
+    rng = random.Random(3)
+    qas = [make_qa(YEARS, rng) for _ in range(200)]
+    assert {q.qtype for q in qas} == set(QUESTION_TYPES)
+    assert {q.lang for q in qas} == {"en", "zh"}
+    with pytest.raises(ValueError):
+        make_qa(YEARS, rng, "colour", "en")
+    assert json.loads(make_qa(ITEMS, rng, "json", "en").answer) == ITEMS.mapping()

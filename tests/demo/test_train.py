@@ -1,0 +1,43 @@
+"""The trainer: schedule, the patch-embedding shortcut, and a real (tiny) run writing a servable checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from transformers import AutoImageProcessor, AutoModelForImageTextToText
+
+from vlserve.demo.tokenizer import train_tokenizer
+from vlserve.demo.train import MAX_TOKENS, MIN_TOKENS, TrainConfig, build_model, linear_patch_embed, lr_at, train
+
+
+def test_learning_rate_warms_up_then_decays_to_a_tenth():
+    config = TrainConfig(steps=1000, warmup=100, lr=1e-3)
+    assert lr_at(0, config) == 1e-5
+    assert lr_at(99, config) == 1e-3
+    assert lr_at(100, config) == 1e-3
+    assert abs(lr_at(999, config) - 1e-4) < 1e-6
+
+
+def test_linear_patch_embedding_equals_the_convolution():
+    model = build_model(train_tokenizer(), seed=0)
+    pixels = torch.randn(12, 3 * 2 * 16 * 16)
+    embed = model.model.visual.patch_embed
+    expected = embed(pixels)
+    with linear_patch_embed(model):
+        assert torch.allclose(embed(pixels), expected, atol=1e-5)
+    assert torch.equal(embed(pixels), expected)  # restored afterwards
+
+
+def test_a_short_run_writes_a_servable_trained_checkpoint(tmp_path):
+    seen = []
+    out = train(tmp_path / "demo", TrainConfig(steps=2, batch_size=2, warmup=1), on_progress=seen.append)
+    assert [p.step for p in seen] == [1, 2]
+    manifest = json.loads((out / "vlserve_demo.json").read_text())
+    assert manifest["kind"] == "trained" and manifest["train"]["steps"] == 2
+    model = AutoModelForImageTextToText.from_pretrained(out)
+    assert type(model).__name__ == "Qwen3VLMoeForConditionalGeneration"
+    assert model.config.text_config.num_experts == 8
+    assert not model.config.text_config.output_router_logits
+    size = AutoImageProcessor.from_pretrained(out).size
+    assert (size["shortest_edge"], size["longest_edge"]) == (MIN_TOKENS * 1024, MAX_TOKENS * 1024)
