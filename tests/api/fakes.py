@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 from collections.abc import AsyncIterator, Sequence
 
 from PIL import Image
@@ -21,7 +19,6 @@ class FakeEngine:
         self._start_ready = ready
         self._ready = False
         self.cancelled = 0
-        self.release = asyncio.Event
 
     @property
     def info(self) -> ModelInfo:
@@ -62,16 +59,6 @@ class FakeEngine:
             reason = None if not last else ("stop" if len(answer) <= limit else "length")
             yield Delta(piece, reason, n)  # type: ignore[arg-type]
             await asyncio.sleep(0)
-
-
-def png_bytes(size=(64, 48), fmt="PNG", color=(200, 30, 30)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, fmt)
-    return buf.getvalue()
-
-
-def data_url(data: bytes, mime: str = "image/png") -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
 def image_message(*urls: str, text: str = "what is this") -> list[dict]:

@@ -2,7 +2,9 @@
 
 import json
 
-from tests.api.fakes import data_url, image_message, png_bytes
+from tests.api.fakes import image_message
+from tests.support.images import data_url
+from tests.support.images import solid as png_bytes
 
 
 def test_answer_shape_usage_and_request_id(client):

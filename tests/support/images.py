@@ -29,6 +29,11 @@ def encode(image: Image.Image, fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
+def solid(size: tuple[int, int] = (64, 48), fmt: str = "PNG", color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    """A plain one-colour image, encoded."""
+    return encode(Image.new("RGB", size, color), fmt)
+
+
 def data_url(data: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from vlserve.demo.charts import Chart, draw_chart, random_chart
-from vlserve.demo.questions import QA, QUESTION_TYPES, grade, make_qa
+from vlserve.demo.questions import QA, QUESTION_TYPES, grade, json_parses, make_qa
 
 EVAL_SEED_BASE = 10**12
 TARGETS = {"values": 0.95, "highest": 0.95, "lowest": 0.95, "json_parses": 1.0}
@@ -52,13 +51,6 @@ def make_cases(n: int, seed: int) -> list[Case]:
         draw_chart(chart, rng).save(buffer, "PNG")
         cases.extend(Case(chart, buffer.getvalue(), make_qa(chart, rng, qtype=q)) for q in QUESTION_TYPES)
     return cases
-
-
-def json_parses(reply: str) -> bool:
-    try:
-        return isinstance(json.loads(reply), dict)
-    except ValueError:
-        return False
 
 
 async def _ask(client: httpx.AsyncClient, case: Case, model: str | None) -> str:
