@@ -26,23 +26,25 @@ from vlserve.demo.dataset import collate, examples
 from vlserve.demo.tokenizer import train_tokenizer
 from vlserve.engine.prompting import PromptBuilder
 
-# Sizes of the trained demo model (the random fixture is smaller; see config.py).
+# Sizes of the trained demo model (the random fixture is smaller; see config.py). rope_theta is 10k, not the
+# 30B model's 5M: with 16 rotary frequencies and sequences of ~150 tokens, a 5M base leaves almost every
+# frequency too slow to tell neighbouring positions apart.
 TEXT = {
     "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
     "num_key_value_heads": 2, "head_dim": 32, "moe_intermediate_size": 128, "num_experts": 8,
     "num_experts_per_tok": 2, "max_position_embeddings": 2048,
-    "rope_parameters": {"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [6, 5, 5],
+    "rope_parameters": {"rope_type": "default", "rope_theta": 10_000.0, "mrope_section": [6, 5, 5],
                         "mrope_interleaved": True},
 }  # fmt: skip
 VISION = {"depth": 4, "hidden_size": 128, "intermediate_size": 256, "num_heads": 4, "deepstack_visual_indexes": [1, 2]}
-MIN_TOKENS, MAX_TOKENS = 32, 96  # the trained pixel budget, written to preprocessor_config.json
+MIN_TOKENS, MAX_TOKENS = 32, 64  # the trained pixel budget, written to preprocessor_config.json
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 1800
+    steps: int = 1100
     batch_size: int = 16
-    lr: float = 1e-3
+    lr: float = 1.5e-3
     warmup: int = 100
     weight_decay: float = 0.01
     seed: int = 0
