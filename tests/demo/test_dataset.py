@@ -51,3 +51,15 @@ def test_stream_is_reproducible_and_collates_right_padded(parts):
         assert tensors["attention_mask"][row].tolist() == [1] * n + [0] * (width - n)
         assert (tensors["labels"][row, n:] == IGNORE).all()
     assert tensors["pixel_values"].shape[0] == sum(int(e.image_grid_thw.prod()) for e in batch)
+
+
+def test_easy_share_one_draws_only_easy_charts(parts, monkeypatch):
+    from vlserve.demo import dataset
+
+    drawn = []
+    real = dataset.draw_chart
+    monkeypatch.setattr(dataset, "draw_chart", lambda chart, rng: drawn.append(chart) or real(chart, rng))
+    stream = dataset.examples(*parts, random.Random(0), easy_share=lambda i: 1.0)
+    for _ in range(5):
+        next(stream)
+    assert len(drawn) == 5 and all(dataset.is_easy(c) for c in drawn)

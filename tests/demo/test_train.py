@@ -41,3 +41,13 @@ def test_a_short_run_writes_a_servable_trained_checkpoint(tmp_path):
     assert not model.config.text_config.output_router_logits
     size = AutoImageProcessor.from_pretrained(out).size
     assert (size["shortest_edge"], size["longest_edge"]) == (MIN_TOKENS * 1024, MAX_TOKENS * 1024)
+
+
+def test_curriculum_starts_on_easy_charts_and_widens():
+    from vlserve.demo.train import ExampleBatches
+
+    batches = ExampleBatches(None, None, TrainConfig(steps=100, batch_size=10, curriculum=0.5))
+    assert batches.easy_share(0) == 1.0
+    assert 0.1 < batches.easy_share(250) < 1.0
+    assert batches.easy_share(500) == batches.easy_share(999) == 0.1
+    assert ExampleBatches(None, None, TrainConfig(curriculum=0)).easy_share(0) == 0.0

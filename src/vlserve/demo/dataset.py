@@ -7,14 +7,15 @@ pixel budget, then the answer tokens and ``<|im_end|>``. Only the answer is trai
 
 from __future__ import annotations
 
+import itertools
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from vlserve.demo.charts import draw_chart, random_chart
+from vlserve.demo.charts import Chart, category_family, draw_chart, random_chart
 from vlserve.demo.questions import make_qa
 from vlserve.demo.tokenizer import EOS_TOKEN
 from vlserve.engine.base import ChatTurn
@@ -44,10 +45,26 @@ def encode(builder: PromptBuilder, tokenizer: Any, image: Any, question: str, an
     )
 
 
-def examples(builder: PromptBuilder, tokenizer: Any, rng: random.Random) -> Iterator[Encoded]:
-    """An endless stream of fresh random examples, reproducible from ``rng``."""
-    while True:
+def is_easy(chart: Chart) -> bool:
+    """Charts a model learns to read first: labelled bars, at most four, consecutive years."""
+    return chart.kind == "bar" and chart.labelled and len(chart.categories) <= 4 and category_family(chart) == "year"
+
+
+def examples(
+    builder: PromptBuilder,
+    tokenizer: Any,
+    rng: random.Random,
+    easy_share: Callable[[int], float] | None = None,
+) -> Iterator[Encoded]:
+    """An endless stream of fresh random examples, reproducible from ``rng``.
+
+    ``easy_share(i)`` is the probability that example ``i`` is drawn from the easy charts only (a curriculum).
+    """
+    for i in itertools.count():
+        easy = easy_share is not None and rng.random() < easy_share(i)
         chart = random_chart(rng)
+        while easy and not is_easy(chart):
+            chart = random_chart(rng)
         image = draw_chart(chart, rng)
         qa = make_qa(chart, rng)
         yield encode(builder, tokenizer, image, qa.question, qa.answer)

@@ -47,6 +47,7 @@ class TrainConfig:
     lr: float = 1.5e-3
     warmup: int = 100
     weight_decay: float = 0.01
+    curriculum: float = 0.5  # share of the run over which easy charts give way to all charts (0: none)
     seed: int = 0
     threads: int = 2
 
@@ -57,8 +58,16 @@ class ExampleBatches(torch.utils.data.IterableDataset):
     def __init__(self, builder: PromptBuilder, tokenizer: Any, config: TrainConfig) -> None:
         self._builder, self._tokenizer, self._config = builder, tokenizer, config
 
+    def easy_share(self, index: int) -> float:
+        """1 at the start, falling linearly to 0.1 once ``curriculum`` of the run is done."""
+        config = self._config
+        if config.curriculum <= 0:
+            return 0.0
+        progress = index / (config.batch_size * config.steps * config.curriculum)
+        return max(0.1, 1.0 - 0.9 * progress)
+
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        stream = examples(self._builder, self._tokenizer, random.Random(self._config.seed))
+        stream = examples(self._builder, self._tokenizer, random.Random(self._config.seed), self.easy_share)
         for _ in range(self._config.steps):
             yield collate([next(stream) for _ in range(self._config.batch_size)], self._tokenizer.pad_token_id)
 
