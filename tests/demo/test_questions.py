@@ -71,6 +71,11 @@ def test_wrong_replies_are_rejected() -> None:
     assert not grade(diff, YEARS, str(-right)) or right == 0
     assert not grade(make_qa(YEARS, rng, "kind", "en"), YEARS, "line chart")
     assert not grade(make_qa(YEARS, rng, "kind", "zh"), YEARS, "折线图")
+    one = make_qa(YEARS, rng, "value", "en")
+    assert grade(one, YEARS, one.answer)
+    assert not grade(one, YEARS, str(int(one.answer) + 1))
+    assert grade(make_qa(YEARS, rng, "count", "zh"), YEARS, "3")
+    assert not grade(make_qa(YEARS, rng, "count", "en"), YEARS, "4")
 
 
 def test_tolerant_grading() -> None:

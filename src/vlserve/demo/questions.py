@@ -29,9 +29,12 @@ __all__ = [
     "question_templates",
 ]
 
-QUESTION_TYPES = ("values", "json", "highest", "lowest", "difference", "kind")
-# How often each type is drawn for training: reading the values is the core skill, the rest derive from it.
-QUESTION_WEIGHTS = {"values": 35, "json": 20, "highest": 12, "lowest": 12, "difference": 11, "kind": 10}
+QUESTION_TYPES = ("values", "json", "highest", "lowest", "difference", "kind", "value", "count")
+# How often each type is drawn for training: reading the values is the core skill, the rest derive from it;
+# one named value and the number of categories are its parts, which give every chart a direct signal.
+QUESTION_WEIGHTS = {
+    "values": 25, "json": 15, "value": 20, "count": 8, "highest": 9, "lowest": 9, "difference": 7, "kind": 7,
+}  # fmt: skip
 LANGS = ("en", "zh")
 SEED_QUESTION_ZH = "请分析这张图，各年份的数值分别是多少？"
 KIND_LABELS = {"bar": {"en": "bar chart", "zh": "柱状图"}, "line": {"en": "line chart", "zh": "折线图"}}
@@ -95,6 +98,14 @@ _TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
         ),
         "zh": ("{a}和{b}相差多少？", "{a}与{b}的差值（绝对值）是多少？", "{a}和{b}之间的差是多少？"),
     },
+    "value": {
+        "en": ("What is the value of {a}?", "How much is {a}?", "What value does {a} have?"),
+        "zh": ("{a}的数值是多少？", "{a}是多少？", "图中{a}对应的数值是多少？"),
+    },
+    "count": {
+        "en": ("How many {noun}s are shown?", "How many categories does the chart have?", "Count the {noun}s."),
+        "zh": ("图中有几个{noun}？", "图表有多少个类别？", "一共有几项？"),
+    },
     "kind": {
         "en": ("What kind of chart is this?", "What type of chart is shown?", "Is this a bar chart or a line chart?"),
         "zh": ("这是什么类型的图表？", "这是柱状图还是折线图？", "图表的类型是什么？"),
@@ -153,6 +164,13 @@ def make_qa(chart: Chart, rng: random.Random, qtype: str | None = None, lang: st
         pick = max if qtype == "highest" else min
         answer = pick(mapping, key=mapping.__getitem__)
         subjects = (answer,)
+    elif qtype == "value":
+        a = rng.choice(chart.categories)
+        subjects = (a,)
+        answer = str(mapping[a])
+        question = question.format(a=a)
+    elif qtype == "count":
+        answer = str(len(chart.categories))
     elif qtype == "difference":
         a, b = rng.sample(chart.categories, 2)
         subjects = (a, b)
@@ -225,4 +243,8 @@ def grade(qa: QA, chart: Chart, reply: str) -> bool:
         return _integers(reply) == [abs(mapping[a] - mapping[b])]
     if qa.qtype == "kind":
         return _normalise(reply) in KIND_LABELS[chart.kind].values()
+    if qa.qtype == "value":
+        return _integers(reply) == [mapping[qa.subjects[0]]]
+    if qa.qtype == "count":
+        return _integers(reply) == [len(chart.categories)]
     raise ValueError(f"unknown question type: {qa.qtype!r}")
