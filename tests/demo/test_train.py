@@ -51,3 +51,13 @@ def test_curriculum_starts_on_easy_charts_and_widens():
     assert 0.1 < batches.easy_share(250) < 1.0
     assert batches.easy_share(500) == batches.easy_share(999) == 0.1
     assert ExampleBatches(None, None, TrainConfig(curriculum=0)).easy_share(0) == 0.0
+
+
+def test_only_matrices_are_decayed():
+    from vlserve.demo.train import parameter_groups
+
+    model = build_model(train_tokenizer(), seed=0)
+    decay, keep = parameter_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and keep["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim == 1 for p in keep["params"])
+    assert len(decay["params"]) + len(keep["params"]) == len(list(model.parameters()))
