@@ -81,9 +81,9 @@ async def ask_local(
     settings: Settings, images: Sequence[str], prompt: str, *, max_tokens: int | None, temperature: float | None
 ) -> None:
     from vlserve.engine import ChatTurn, build_engine
-    from vlserve.media import ImageLimits, load_image
+    from vlserve.media import load_image
 
-    limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+    limits = settings.image_limits()
     decoded = [load_image(Path(p).read_bytes(), limits, param=p) for p in images]
     engine = build_engine(settings.model_copy(update={"warmup": False}))
     await engine.start()

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from vlserve.media.limits import ImageLimits
+
 DEMO_MODEL_NAME = "vlserve-demo-random"
 # The trained chart-reading demo model shipped inside the package (`vlserve demo train` makes it).
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "demo" / "checkpoint" / "vlserve-demo"
@@ -111,6 +113,9 @@ class Settings(BaseSettings):
         if (BUNDLED_MODEL_DIR / "config.json").is_file():
             return BUNDLED_MODEL_DIR
         return self.random_demo_dir()
+
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
 
     def random_demo_dir(self) -> Path:
         return self.data_dir / "models" / DEMO_MODEL_NAME

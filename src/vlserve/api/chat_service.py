@@ -18,7 +18,7 @@ from vlserve.api.content import ImageRef, parse_messages
 from vlserve.api.protocol import ChatCompletionRequest, usage
 from vlserve.engine.base import ChatTurn, Engine, Prompt, SamplingParams
 from vlserve.errors import ClientError, NotFoundError, ServerError, VLServeError, error_body
-from vlserve.media import ImageFetcher, ImageLimits, load_image_url
+from vlserve.media import ImageFetcher, load_image_url
 from vlserve.settings import Settings
 
 
@@ -40,7 +40,7 @@ class ChatService:
     def __init__(self, engine: Engine, fetcher: ImageFetcher, settings: Settings) -> None:
         self.engine = engine
         self._fetcher = fetcher
-        self._limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+        self._limits = settings.image_limits()
         self._max_images = settings.max_images_per_request
 
     # --- request checks ------------------------------------------------------------------

@@ -11,8 +11,9 @@ from vlserve.api.cancellation import cancel_on_disconnect
 from vlserve.api.protocol import usage
 from vlserve.api.state import ChatDep, RequestIdDep, StateDep
 from vlserve.engine.base import ChatTurn
-from vlserve.errors import ClientError, PayloadTooLargeError
-from vlserve.media import ImageLimits, load_image
+from vlserve.errors import ClientError
+from vlserve.media import load_image
+from vlserve.media.limits import payload_too_large
 
 router = APIRouter()
 
@@ -20,7 +21,7 @@ router = APIRouter()
 async def _read_upload(upload: UploadFile, limit: int, param: str) -> bytes:
     data = await upload.read(limit + 1)
     if len(data) > limit:
-        raise PayloadTooLargeError(f"the image is larger than {limit / 2**20:.0f} MB", param=param)
+        raise payload_too_large(limit, param=param)
     return data
 
 
@@ -46,7 +47,7 @@ async def chat_vision(
             param="image_file",
             code="too_many_images",
         )
-    limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+    limits = settings.image_limits()
     images = []
     for i, upload in enumerate(image_file):
         param = f"image_file[{i}]"
