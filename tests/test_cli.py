@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from tests.support.images import chart, encode
 from vlserve.cli import app
+from vlserve.demo.evaluate import VALUES_SPLIT
 
 runner = CliRunner()
 
@@ -94,5 +95,5 @@ def test_demo_train_writes_a_trained_checkpoint_with_progress(tmp_path):
 def test_demo_eval_scores_every_question_type_and_check_fails_below_target(server):
     result = runner.invoke(app, ["demo", "eval", "--url", server.url, "--n", "1", "--check"])
     assert result.exit_code == 1, result.output  # the random-weight model cannot read charts
-    for name in ("values", "json", "highest", "lowest", "difference", "kind", "json_parses"):
+    for name in ("values", "json", "highest", "lowest", "difference", "kind", "json_parses", *VALUES_SPLIT):
         assert name in result.output

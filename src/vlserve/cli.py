@@ -133,28 +133,35 @@ def demo_build(
 @demo_app.command("train")
 def demo_train(
     out: Annotated[Path, typer.Option(help="Output checkpoint directory.")],
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1500,
-    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 32,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps [default: the shipped model's].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step [default: the shipped model's].")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the tokenizer, the weights and every chart.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, or cuda to train on a GPU (bf16).")] = "cpu",
 ) -> None:
-    """Train the chart-reading demo model from scratch on CPU (reproducible for a given seed)."""
+    """Train the chart-reading demo model from scratch (reproducible for a given seed and device)."""
+    from dataclasses import replace
+
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from vlserve.demo.train import TrainConfig, train
 
+    config = TrainConfig(seed=seed, device=device)
+    config = replace(config, steps=steps or config.steps, batch_size=batch_size or config.batch_size)
     columns = (
         TextColumn("training"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
+        TextColumn("{task.completed}/{task.total} loss {task.fields[loss]} (visual {task.fields[visual]})"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task("train", total=steps, loss="-")
+        task = bar.add_task("train", total=config.steps, loss="-", visual="-")
         path = train(
             out,
-            TrainConfig(steps=steps, batch_size=batch_size, seed=seed),
-            on_progress=lambda p: bar.update(task, completed=p.step, loss=f"{p.loss:.4f}"),
+            config,
+            on_progress=lambda p: bar.update(
+                task, completed=p.step, loss=f"{p.loss:.4f}", visual=f"{p.visual_loss:.3f}"
+            ),
         )
     console.print(f"trained model written to {path}")
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import random
 
 import pytest
+from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer
 
 from vlserve.demo.charts import draw_chart, random_chart
 from vlserve.demo.dataset import IGNORE, collate, encode, examples
+from vlserve.demo.targets import NUM_TARGETS
 from vlserve.engine.base import ChatTurn
 from vlserve.engine.prompting import PromptBuilder
 
@@ -25,7 +27,7 @@ def test_prompt_is_what_the_server_builds_and_only_the_answer_is_a_target(parts)
     builder, tokenizer = parts
     rng = random.Random(3)
     image = draw_chart(random_chart(rng), rng)
-    encoded = encode(builder, tokenizer, image, "What are the values?", "2021: 12, 2022: 7")
+    encoded = encode(builder, tokenizer, image, [("What are the values?", "2021: 12, 2022: 7")])
     served = builder.build([ChatTurn.user("What are the values?", 1)], [image])
     n = served.num_tokens
     assert encoded.input_ids[:n] == served.input_ids
@@ -34,6 +36,20 @@ def test_prompt_is_what_the_server_builds_and_only_the_answer_is_a_target(parts)
     assert tokenizer.decode(targets[:-1]) == "2021: 12, 2022: 7"
     assert tokenizer.convert_ids_to_tokens(targets[-1]) == "<|im_end|>"
     assert sum(encoded.mm_token_type_ids) == int(encoded.image_grid_thw.prod()) // 4
+
+
+def test_a_dialogue_trains_every_answer_and_starts_with_the_server_prompt(parts):
+    builder, tokenizer = parts
+    rng = random.Random(4)
+    image = draw_chart(random_chart(rng), rng)
+    dialogue = [("What kind of chart is this?", "bar chart"), ("How many years are shown?", "3"), ("Q?", "2021")]
+    encoded = encode(builder, tokenizer, image, dialogue)
+    served = builder.build([ChatTurn.user(dialogue[0][0], 1)], [image])
+    assert encoded.input_ids[: served.num_tokens] == served.input_ids
+    trained = [t for t in encoded.labels if t != IGNORE]
+    assert tokenizer.decode(trained) == "bar chart<|im_end|>3<|im_end|>2021<|im_end|>"
+    assert encoded.input_ids[-1] == encoded.labels[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert tokenizer.decode(encoded.input_ids).count("<|im_start|>user") == 3
 
 
 def test_stream_is_reproducible_and_collates_right_padded(parts):
@@ -51,6 +67,10 @@ def test_stream_is_reproducible_and_collates_right_padded(parts):
         assert tensors["attention_mask"][row].tolist() == [1] * n + [0] * (width - n)
         assert (tensors["labels"][row, n:] == IGNORE).all()
     assert tensors["pixel_values"].shape[0] == sum(int(e.image_grid_thw.prod()) for e in batch)
+    # one row of visual targets per visual token, in the same order as the image tokens
+    assert tensors["visual_targets"].shape == (int(tensors["mm_token_type_ids"].sum()), NUM_TARGETS)
+    plain = encode(builder, tokenizer, Image.new("RGB", (64, 64), "white"), [("question", "answer")])
+    assert "visual_targets" not in collate([plain], tokenizer.pad_token_id)
 
 
 def test_easy_share_one_draws_only_easy_charts(parts, monkeypatch):

@@ -16,9 +16,11 @@ from vlserve.demo.questions import (
     make_qa,
     parse_values,
     question_templates,
+    tolerance,
 )
 
-YEARS = Chart(kind="bar", categories=("2021", "2022", "2023"), values=(12, 7, 30), labelled=False, title=None)
+YEARS = Chart(kind="bar", categories=("2021", "2022", "2023"), values=(12, 7, 30), labelled=True, title=None)
+UNLABELLED = Chart(kind="bar", categories=("2021", "2022", "2023"), values=(12, 7, 30), labelled=False, title=None)
 ITEMS = Chart(
     kind="line", categories=("North", "South", "East", "West"), values=(5, 40, 22, 9), labelled=True, title="x"
 )
@@ -84,6 +86,32 @@ def test_tolerant_grading() -> None:
     assert grade(make_qa(YEARS, rng, "json", "en"), YEARS, '{"2023":30,"2021":12,"2022":7}')
     assert grade(make_qa(YEARS, rng, "kind", "zh"), YEARS, "Bar chart.")
     assert grade(make_qa(YEARS, rng, "kind", "en"), YEARS, "柱状图")
+
+
+def test_printed_values_must_be_exact_unlabelled_ones_within_two() -> None:
+    rng = random.Random(3)
+    assert (tolerance(YEARS), tolerance(UNLABELLED)) == (0, 2)
+    values = make_qa(UNLABELLED, rng, "values", "en")
+    assert grade(values, UNLABELLED, "2021: 14, 2022: 5, 2023: 30")
+    assert not grade(values, UNLABELLED, "2021: 15, 2022: 7, 2023: 30")
+    assert not grade(values, UNLABELLED, "2021: 12, 2022: 7")
+    assert not grade(values, YEARS, "2021: 13, 2022: 7, 2023: 30")
+    js = make_qa(UNLABELLED, rng, "json", "zh")
+    assert grade(js, UNLABELLED, '{"2021": 11, "2022": 9, "2023": 28}')
+    assert not grade(js, UNLABELLED, '{"2021": 11, "2022": 9, "2023": 27}')
+    assert not grade(js, UNLABELLED, '{"2021": 12, "2022": 7, "2023": true}')
+    one = make_qa(UNLABELLED, rng, "value", "en")
+    assert grade(one, UNLABELLED, str(int(one.answer) + 2))
+    assert not grade(one, UNLABELLED, str(int(one.answer) + 3))
+    diff = make_qa(UNLABELLED, rng, "difference", "en")
+    assert grade(diff, UNLABELLED, str(int(diff.answer) + 4))
+    assert not grade(diff, UNLABELLED, str(int(diff.answer) + 5))
+
+
+def test_plural_nouns_in_english_questions() -> None:
+    questions = {make_qa(ITEMS, random.Random(seed), "count", "en").question for seed in range(40)}
+    assert "Count the categories." in questions
+    assert not any("categorys" in q for q in questions)
 
 
 def test_parse_values() -> None:

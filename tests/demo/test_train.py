@@ -61,3 +61,27 @@ def test_only_matrices_are_decayed():
     assert decay["weight_decay"] == 0.1 and keep["weight_decay"] == 0.0
     assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim == 1 for p in keep["params"])
     assert len(decay["params"]) + len(keep["params"]) == len(list(model.parameters()))
+
+
+def test_visual_probe_reads_the_tokens_the_decoder_gets_and_refuses_mismatched_targets():
+    import pytest
+
+    from vlserve.demo.targets import NUM_TARGETS
+    from vlserve.demo.train import VisualProbe
+
+    model = build_model(train_tokenizer(), seed=0)
+    probe = VisualProbe(model)
+    grid = torch.tensor([[1, 8, 12]])  # 8 x 12 patches: 2 x 3 = 24 merged tokens
+    pixels = torch.randn(int(grid.prod()), 3 * 2 * 16 * 16)
+    embeds = model.model.visual(pixels, grid_thw=grid).pooler_output
+    targets = torch.zeros(embeds.shape[0], NUM_TARGETS, dtype=torch.long)
+    loss = probe.loss(targets)
+    loss.backward()
+    assert loss.item() > 0 and model.model.visual.merger.linear_fc2.weight.grad is not None
+    model.model.visual(pixels, grid_thw=grid)
+    with pytest.raises(RuntimeError, match="do not match"):
+        probe.loss(targets[:-1])
+    probe.remove()
+    model.model.visual(pixels, grid_thw=grid)
+    with pytest.raises(RuntimeError):
+        probe.loss(targets)  # removed: no longer sees the tower's output

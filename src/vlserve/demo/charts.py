@@ -33,6 +33,9 @@ __all__ = [
 ]
 
 MIN_CATEGORIES, MAX_CATEGORIES = 3, 6
+# The highest and the lowest value stand out from the runner-up by at least this much, so "which is
+# highest?" has one visible answer even on a chart without value labels.
+MIN_GAP = 3
 Family = Literal["year", "quarter", "month", "weekday", "item"]
 
 MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -126,7 +129,8 @@ def _values(rng: random.Random, n: int) -> tuple[int, ...]:
             for _ in range(n):
                 values.append(v)
                 v = min(Y_MAX, max(0, v + rng.randint(-12, 12)))
-        if values.count(max(values)) == 1 and values.count(min(values)) == 1:
+        ranked = sorted(values)
+        if ranked[-1] - ranked[-2] >= MIN_GAP and ranked[1] - ranked[0] >= MIN_GAP:
             return tuple(values)
 
 

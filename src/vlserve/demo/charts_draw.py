@@ -37,8 +37,11 @@ __all__ = [
 
 Y_MAX = 50  # fixed y-axis maximum; every chart value lies in 0..Y_MAX
 Y_STEP = 10  # labelled tick every 10
-PLOT_MIN_HEIGHT = 150  # px between the 0 and 50 gridlines: >= 3 px per unit
-SIZE_RANGE = ((260, 480), (200, 360))  # (width range, height range), inclusive
+PLOT_MIN_HEIGHT = 120  # px between the 0 and 50 gridlines: >= 2.4 px per unit
+# (width range, height range), inclusive. Sized for the demo model's 32-64 visual tokens (32-64 K pixels), so
+# that resizing into that budget shrinks the text by at most ~0.8x and a digit stays >= ~11 px tall.
+SIZE_RANGE = ((240, 400), (180, 250))
+MIN_FONT_SIZE = 13  # labels shrink from the drawn size (16-21 px) towards this until they fit
 FONTS_ENV = "VLSERVE_DEMO_FONTS"
 
 _FontLike = ImageFont.FreeTypeFont | ImageFont.ImageFont
@@ -110,7 +113,7 @@ def has_cjk_font() -> bool:
 
 
 @cache
-def _font(path: str, size: int) -> _FontLike:
+def load_font(path: str, size: int) -> _FontLike:
     if not path:
         try:
             return ImageFont.load_default(size=size)
@@ -150,8 +153,8 @@ def _style(chart: Chart, rng: random.Random) -> _Style:
         font_path = rng.choice(latin)
     return _Style(
         font_path=font_path,
-        size=rng.randint(14, 18),
-        title_size=rng.randint(15, 19),
+        size=rng.randint(16, 21),
+        title_size=rng.randint(16, 20),
         colour=rng.choice(_BAR_COLOURS),
         background=rng.choice(("white", "white", "offwhite", "grey", "gradient")),
         grid=rng.random() < 0.6,
@@ -163,7 +166,7 @@ def _style(chart: Chart, rng: random.Random) -> _Style:
     )
 
 
-def _background(size: tuple[int, int], kind: str, rng: random.Random) -> Image.Image:
+def background(size: tuple[int, int], kind: str, rng: random.Random) -> Image.Image:
     width, height = size
     if kind == "white":
         return Image.new("RGB", size, (255, 255, 255))
@@ -179,6 +182,22 @@ def _background(size: tuple[int, int], kind: str, rng: random.Random) -> Image.I
     return Image.fromarray(np.broadcast_to(rows, (height, width, 3)).round().astype(np.uint8), "RGB")
 
 
+def degrade(image: Image.Image, rng: random.Random) -> tuple[Image.Image, int, float]:
+    """Light Gaussian noise on a quarter of images, JPEG re-encoding on ~30 %: (image, quality or 0, sigma)."""
+    width, height = image.size
+    sigma = rng.uniform(1.5, 5.0) if rng.random() < 0.25 else 0.0
+    if sigma:
+        noise_rng = np.random.default_rng(rng.getrandbits(63))
+        pixels = np.asarray(image, dtype=np.float32) + noise_rng.normal(0.0, sigma, (height, width, 3))
+        image = Image.fromarray(pixels.clip(0, 255).round().astype(np.uint8), "RGB")
+    quality = rng.randint(60, 95) if rng.random() < 0.3 else 0
+    if quality:
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", quality=quality)
+        image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return image, quality, sigma
+
+
 def _marker(draw: ImageDraw.ImageDraw, x: float, y: float, style: _Style) -> None:
     r = style.marker_radius
     if style.marker == "circle":
@@ -192,31 +211,38 @@ def _marker(draw: ImageDraw.ImageDraw, x: float, y: float, style: _Style) -> Non
 def draw_chart(chart: Chart, rng: random.Random) -> Image.Image:
     """Render `chart` as an RGB image; every style choice is drawn from `rng`.
 
-    The image's `info` records `"jpeg_quality"` (0 when not re-encoded) and `"noise_sigma"`.
+    The image's `info` records `"jpeg_quality"` (0 when not re-encoded), `"noise_sigma"` and the layout, in
+    pixels: `"plot_x"` (left and right edge of the plot area, one equal slot per category), `"category_boxes"`,
+    `"value_boxes"` (empty when unlabelled) and `"marks"` (the top of each bar or line point).
     """
     style = _style(chart, rng)
-    font = _font(style.font_path, style.size)
-    label_w = max(_text_size(font, c)[0] for c in chart.categories)
-    tick_w = _text_size(font, str(Y_MAX))[0]
+    n = len(chart.categories)
+    size = style.size
+    while True:  # the largest size up to the drawn one at which every category label fits its slot
+        font = load_font(style.font_path, size)
+        label_w = max(_text_size(font, c)[0] for c in chart.categories)
+        tick_w = _text_size(font, str(Y_MAX))[0]
+        if size <= MIN_FONT_SIZE or tick_w + 40 + n * (label_w + 10) <= SIZE_RANGE[0][1]:
+            break
+        size -= 1
     line_h = _text_size(font, "0123456789Q")[1]
 
     title_h = 0
-    title_font = _font(style.font_path, style.title_size)
+    title_font = load_font(style.font_path, style.title_size)
     if chart.title:
         title_h = _text_size(title_font, chart.title)[1] + rng.randint(8, 12)
     top = title_h + line_h + rng.randint(6, 12)  # room for the value label above a 50
     bottom = line_h + rng.randint(8, 14)
     left = tick_w + rng.randint(12, 22)
     right = rng.randint(8, 20)
-    slot_min = label_w + 12
-    n = len(chart.categories)
+    slot_min = label_w + 10
     (w_lo, w_hi), (h_lo, h_hi) = SIZE_RANGE
     width = rng.randint(max(w_lo, min(w_hi, left + right + n * slot_min)), w_hi)
     height = rng.randint(max(h_lo, min(h_hi, top + bottom + PLOT_MIN_HEIGHT)), h_hi)
     if chart.title:  # keep the title inside the image
         width = max(width, min(w_hi, _text_size(title_font, chart.title)[0] + 16))
 
-    image = _background((width, height), style.background, rng)
+    image = background((width, height), style.background, rng)
     draw = ImageDraw.Draw(image)
     ink = (rng.randint(30, 80),) * 3
     x0, x1, y_zero, y_top = left, width - right, height - bottom, top
@@ -240,9 +266,12 @@ def draw_chart(chart: Chart, rng: random.Random) -> Image.Image:
 
     slot = (x1 - x0) / n
     centres = [x0 + slot * (i + 0.5) for i in range(n)]
+    category_boxes = []
     for cx, name in zip(centres, chart.categories, strict=True):
         draw.line((cx, y_zero, cx, y_zero + 3), fill=ink, width=1)
         draw.text((cx, y_zero + 5), name, font=font, fill=ink, anchor="mt")
+        category_boxes.append(draw.textbbox((cx, y_zero + 5), name, font=font, anchor="mt"))
+    marks = [(cx, y_of(v)) for cx, v in zip(centres, chart.values, strict=True)]
 
     if chart.kind == "bar":
         half = max(3.0, slot * style.bar_fraction / 2)
@@ -255,6 +284,7 @@ def draw_chart(chart: Chart, rng: random.Random) -> Image.Image:
         for x, y in points:
             _marker(draw, x, y, style)
 
+    value_boxes = []
     if chart.labelled:
         bg = image.getpixel((2, 2))
         for cx, v in zip(centres, chart.values, strict=True):
@@ -263,19 +293,14 @@ def draw_chart(chart: Chart, rng: random.Random) -> Image.Image:
             if chart.kind == "line":  # keep the label readable over the line
                 draw.rectangle((box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), fill=bg)
             draw.text((cx, y), str(v), font=font, fill=ink, anchor="mb")
+            value_boxes.append(box)
 
     if chart.title:
         draw.text((width / 2, 5), chart.title, font=title_font, fill=ink, anchor="mt")
 
-    sigma = rng.uniform(1.5, 5.0) if rng.random() < 0.25 else 0.0
-    if sigma:
-        noise_rng = np.random.default_rng(rng.getrandbits(63))
-        pixels = np.asarray(image, dtype=np.float32) + noise_rng.normal(0.0, sigma, (height, width, 3))
-        image = Image.fromarray(pixels.clip(0, 255).round().astype(np.uint8), "RGB")
-    quality = rng.randint(60, 95) if rng.random() < 0.3 else 0
-    if quality:
-        buf = io.BytesIO()
-        image.save(buf, format="JPEG", quality=quality)
-        image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-    image.info = {"jpeg_quality": quality, "noise_sigma": round(sigma, 3)}
+    image, quality, sigma = degrade(image, rng)
+    image.info = {
+        "jpeg_quality": quality, "noise_sigma": round(sigma, 3), "plot_x": (x0, x1),
+        "category_boxes": category_boxes, "value_boxes": value_boxes, "marks": marks,
+    }  # fmt: skip
     return image

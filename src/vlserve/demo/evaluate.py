@@ -20,6 +20,7 @@ from vlserve.demo.charts import Chart, draw_chart, random_chart
 from vlserve.demo.questions import QA, QUESTION_TYPES, grade, json_parses, make_qa
 
 EVAL_SEED_BASE = 10**12
+VALUES_SPLIT = ("values · printed (exact)", "values · unlabelled (±2)")
 TARGETS = {"values": 0.95, "highest": 0.95, "lowest": 0.95, "json_parses": 1.0}
 
 
@@ -87,7 +88,7 @@ async def evaluate(
 ) -> dict[str, Score]:
     """Ask every case; returns a Score per question type plus ``json_parses``."""
     cases = make_cases(n, seed)
-    scores = {q: Score() for q in (*QUESTION_TYPES, "json_parses")}
+    scores = {q: Score() for q in (*QUESTION_TYPES, *VALUES_SPLIT, "json_parses")}
     limit = asyncio.Semaphore(concurrency)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
@@ -102,6 +103,10 @@ async def evaluate(
                 score.correct += 1
             elif len(score.failures) < 5:
                 score.failures.append(f"{case.qa.question!r} → {reply!r} (expected {case.qa.answer!r})")
+            if case.qa.qtype == "values":  # the same answers, split by whether the values are printed
+                split = scores[VALUES_SPLIT[0] if case.chart.labelled else VALUES_SPLIT[1]]
+                split.asked += 1
+                split.correct += grade(case.qa, case.chart, reply)
             if case.qa.qtype == "json":
                 scores["json_parses"].asked += 1
                 scores["json_parses"].correct += json_parses(reply)

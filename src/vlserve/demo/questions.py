@@ -27,6 +27,7 @@ __all__ = [
     "make_qa",
     "parse_values",
     "question_templates",
+    "tolerance",
 ]
 
 QUESTION_TYPES = ("values", "json", "highest", "lowest", "difference", "kind", "value", "count")
@@ -36,10 +37,12 @@ QUESTION_WEIGHTS = {
     "values": 25, "json": 15, "value": 20, "count": 8, "highest": 9, "lowest": 9, "difference": 7, "kind": 7,
 }  # fmt: skip
 LANGS = ("en", "zh")
+UNLABELLED_TOLERANCE = 2
 SEED_QUESTION_ZH = "请分析这张图，各年份的数值分别是多少？"
 KIND_LABELS = {"bar": {"en": "bar chart", "zh": "柱状图"}, "line": {"en": "line chart", "zh": "折线图"}}
 
 _NOUN_EN = {"year": "year", "quarter": "quarter", "month": "month", "weekday": "day", "item": "category"}
+_PLURAL_EN = {"category": "categories"}
 _NOUN_ZH = {"year": "年份", "quarter": "季度", "month": "月份", "weekday": "日期", "item": "项目"}
 
 _TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -103,7 +106,7 @@ _TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
         "zh": ("{a}的数值是多少？", "{a}是多少？", "图中{a}对应的数值是多少？"),
     },
     "count": {
-        "en": ("How many {noun}s are shown?", "How many categories does the chart have?", "Count the {noun}s."),
+        "en": ("How many {nouns} are shown?", "How many categories does the chart have?", "Count the {nouns}."),
         "zh": ("图中有几个{noun}？", "图表有多少个类别？", "一共有几项？"),
     },
     "kind": {
@@ -178,7 +181,7 @@ def make_qa(chart: Chart, rng: random.Random, qtype: str | None = None, lang: st
         question = question.format(a=a, b=b)
     else:
         answer = KIND_LABELS[chart.kind][lang]
-    question = question.replace("{noun}", noun)
+    question = question.replace("{nouns}", _PLURAL_EN.get(noun, noun + "s")).replace("{noun}", noun)
     lang_: Literal["en", "zh"] = "en" if lang == "en" else "zh"
     return QA(qtype=qtype, lang=lang_, question=question, answer=answer, subjects=subjects)
 
@@ -225,14 +228,31 @@ def _normalise(text: str) -> str:
     return text.strip().rstrip("。.").strip().lower()
 
 
+def tolerance(chart: Chart) -> int:
+    """How far a value read from `chart` may be off and still count as right.
+
+    Printed values must be read exactly. Without labels a value can only be read off the bar or point
+    against the axis, so it counts within ±2 (4 % of the 0-50 axis; ChartQA's "relaxed accuracy" allows 5 %).
+    """
+    return 0 if chart.labelled else UNLABELLED_TOLERANCE
+
+
+def _close(read: object, true: int, tol: int) -> bool:
+    return type(read) is int and abs(read - true) <= tol
+
+
+def _same_values(read: dict[str, object] | None, mapping: dict[str, int], tol: int) -> bool:
+    return read is not None and set(read) == set(mapping) and all(_close(read[k], v, tol) for k, v in mapping.items())
+
+
 def grade(qa: QA, chart: Chart, reply: str) -> bool:
-    """Whether `reply` correctly answers `qa` about `chart`."""
+    """Whether `reply` correctly answers `qa` about `chart` (values within `tolerance(chart)`)."""
     mapping = chart.mapping()
+    tol = tolerance(chart)
     if qa.qtype == "values":
-        return parse_values(reply) == mapping
+        return _same_values(parse_values(reply), mapping, tol)  # type: ignore[arg-type]
     if qa.qtype == "json":
-        obj = _json_object(reply)
-        return obj is not None and all(type(v) is int for v in obj.values()) and obj == mapping
+        return _same_values(_json_object(reply), mapping, tol)
     if qa.qtype in ("highest", "lowest"):
         pick = max if qa.qtype == "highest" else min
         return reply.strip().rstrip("。.").strip() == pick(mapping, key=mapping.__getitem__)
@@ -240,11 +260,13 @@ def grade(qa: QA, chart: Chart, reply: str) -> bool:
         if len(qa.subjects) != 2:
             return _integers(reply) == [int(qa.answer)]
         a, b = qa.subjects
-        return _integers(reply) == [abs(mapping[a] - mapping[b])]
+        read = _integers(reply)
+        return len(read) == 1 and _close(read[0], abs(mapping[a] - mapping[b]), 2 * tol)
     if qa.qtype == "kind":
         return _normalise(reply) in KIND_LABELS[chart.kind].values()
     if qa.qtype == "value":
-        return _integers(reply) == [mapping[qa.subjects[0]]]
+        read = _integers(reply)
+        return len(read) == 1 and _close(read[0], mapping[qa.subjects[0]], tol)
     if qa.qtype == "count":
         return _integers(reply) == [len(chart.categories)]
     raise ValueError(f"unknown question type: {qa.qtype!r}")

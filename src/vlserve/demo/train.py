@@ -23,6 +23,7 @@ from transformers import AutoImageProcessor, Qwen3VLMoeForConditionalGeneration
 from vlserve.demo.build import save_checkpoint, write_atomically
 from vlserve.demo.config import image_processor_config, make_config
 from vlserve.demo.dataset import collate, examples
+from vlserve.demo.targets import TARGET_CLASSES
 from vlserve.demo.tokenizer import train_tokenizer
 from vlserve.engine.prompting import PromptBuilder
 
@@ -48,8 +49,11 @@ class TrainConfig:
     warmup: int = 100
     weight_decay: float = 0.1
     curriculum: float = 0.5  # share of the run over which easy charts give way to all charts (0: none)
+    questions: int = 3  # question/answer turns per chart: one vision pass trains several answers
+    visual_weight: float = 1.0  # weight of the per-visual-token auxiliary loss (vlserve.demo.targets; 0: off)
     seed: int = 0
-    threads: int = 2
+    threads: int = 2  # CPU threads for the model; chart drawing runs in one worker process beside them
+    device: str = "cpu"  # "cuda" trains on a GPU (bf16 autocast): same recipe, many more steps per minute
 
 
 class ExampleBatches(torch.utils.data.IterableDataset):
@@ -67,7 +71,8 @@ class ExampleBatches(torch.utils.data.IterableDataset):
         return max(0.1, 1.0 - 0.9 * progress)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        stream = examples(self._builder, self._tokenizer, random.Random(self._config.seed), self.easy_share)
+        config = self._config
+        stream = examples(self._builder, self._tokenizer, random.Random(config.seed), self.easy_share, config.questions)
         for _ in range(self._config.steps):
             yield collate([next(stream) for _ in range(self._config.batch_size)], self._tokenizer.pad_token_id)
 
@@ -92,12 +97,39 @@ def linear_patch_embed(model: Qwen3VLMoeForConditionalGeneration) -> Iterator[No
         del embed.forward
 
 
+class VisualProbe(torch.nn.Module):
+    """Linear read-outs of the per-token targets from the vision tower's output (training only).
+
+    Hooked on the merger, so it sees exactly the vectors the decoder receives, in merged-token order.
+    """
+
+    def __init__(self, model: Qwen3VLMoeForConditionalGeneration) -> None:
+        super().__init__()
+        width = model.config.vision_config.out_hidden_size
+        self.heads = torch.nn.ModuleList(torch.nn.Linear(width, n) for n in TARGET_CLASSES)
+        self._output: torch.Tensor | None = None
+        self._hook = model.model.visual.merger.register_forward_hook(self._keep)
+
+    def _keep(self, module: torch.nn.Module, args: Any, output: torch.Tensor) -> None:
+        self._output = output
+
+    def loss(self, targets: torch.Tensor) -> torch.Tensor:
+        output, self._output = self._output, None  # each forward pass is read once
+        if output is None or output.shape[0] != targets.shape[0]:
+            raise RuntimeError("visual targets do not match the vision tower's output")
+        return torch.stack([F.cross_entropy(head(output), targets[:, i]) for i, head in enumerate(self.heads)]).mean()
+
+    def remove(self) -> None:
+        self._hook.remove()
+
+
 @dataclass(frozen=True)
 class Progress:
     step: int
     steps: int
     loss: float
     elapsed_s: float
+    visual_loss: float = float("nan")
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -165,23 +197,42 @@ def run(
     on_progress: Callable[[Progress], None] | None,
 ) -> float:
     torch.manual_seed(config.seed)
+    device = torch.device(config.device)
+    model.to(device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     batches = iter(
         torch.utils.data.DataLoader(ExampleBatches(builder, tokenizer, config), batch_size=None, num_workers=1)
     )
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.98))
+    probe = VisualProbe(model).to(device)
+    groups = parameter_groups(model, config.weight_decay)
+    groups[1]["params"] = [*groups[1]["params"], *probe.parameters()]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98))
     model.train()
-    started, smoothed = time.monotonic(), float("nan")
-    with linear_patch_embed(model):
-        for step, batch in enumerate(batches):
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, config)
-            loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            value = float(loss.detach())
-            smoothed = value if math.isnan(smoothed) else 0.95 * smoothed + 0.05 * value
-            if on_progress is not None:
-                on_progress(Progress(step + 1, config.steps, smoothed, time.monotonic() - started))
+    started, smoothed, smoothed_visual = time.monotonic(), float("nan"), float("nan")
+    try:
+        with linear_patch_embed(model):
+            for step, batch in enumerate(batches):
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(step, config)
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                targets = batch.pop("visual_targets")
+                with autocast:
+                    loss = model(**batch).loss
+                    visual = probe.loss(targets)
+                (loss + config.visual_weight * visual).backward()
+                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                smoothed = _ema(smoothed, float(loss.detach()))
+                smoothed_visual = _ema(smoothed_visual, float(visual.detach()))
+                if on_progress is not None:
+                    elapsed = time.monotonic() - started
+                    on_progress(Progress(step + 1, config.steps, smoothed, elapsed, smoothed_visual))
+    finally:
+        probe.remove()
+        model.to("cpu")
     return smoothed
+
+
+def _ema(previous: float, value: float) -> float:
+    return value if math.isnan(previous) else 0.95 * previous + 0.05 * value

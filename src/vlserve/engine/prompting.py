@@ -45,7 +45,7 @@ class PromptBuilder:
         self._image_processor = image_processor
         self._chat_template = chat_template
         self._size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
-        self._merge = int(getattr(image_processor, "merge_size", 2))
+        self.merge_size = int(getattr(image_processor, "merge_size", 2))
         self.image_token_id: int = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
 
     def render(self, turns: Sequence[ChatTurn]) -> str:
@@ -75,7 +75,7 @@ class PromptBuilder:
         if images:
             processed = self._image_processor(images=list(images), size=self._size, return_tensors="pt")
             grid = processed["image_grid_thw"]
-            counts = [int(n) for n in grid.prod(-1) // (self._merge**2)]
+            counts = [int(n) for n in grid.prod(-1) // (self.merge_size**2)]
             text = pieces[0] + "".join(IMAGE_PAD * n + piece for n, piece in zip(counts, pieces[1:], strict=True))
             image_inputs = {"pixel_values": processed["pixel_values"], "image_grid_thw": grid}
         input_ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -106,7 +106,10 @@ class TransformersEngine:
             batch_wait_s=s.batch_wait_ms / 1000,
         )
         self._scheduler.start()
-        log.info("model loaded in %.1f s", time.monotonic() - started)
+        log.info(
+            "model %s (%s) loaded from %s in %.1f s; images %d-%d pixels",
+            s.model_name(), checkpoint.architecture, s.model_dir(), time.monotonic() - started, min_pixels, max_pixels,
+        )  # fmt: skip
         if s.warmup:
             await warm_up(self)
         self._ready = True
