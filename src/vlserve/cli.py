@@ -137,6 +137,7 @@ def demo_train(
     batch_size: Annotated[int | None, typer.Option(help="Examples per step [default: the shipped model's].")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the tokenizer, the weights and every chart.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, or cuda to train on a GPU (bf16).")] = "cpu",
+    workers: Annotated[int, typer.Option(help="Processes drawing charts (same data for any number).")] = 1,
 ) -> None:
     """Train the chart-reading demo model from scratch (reproducible for a given seed and device)."""
     from dataclasses import replace
@@ -145,7 +146,7 @@ def demo_train(
 
     from vlserve.demo.train import TrainConfig, train
 
-    config = TrainConfig(seed=seed, device=device)
+    config = TrainConfig(seed=seed, device=device, workers=workers)
     config = replace(config, steps=steps or config.steps, batch_size=batch_size or config.batch_size)
     columns = (
         TextColumn("training"),

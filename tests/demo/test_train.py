@@ -85,3 +85,24 @@ def test_visual_probe_reads_the_tokens_the_decoder_gets_and_refuses_mismatched_t
     model.model.visual(pixels, grid_thw=grid)
     with pytest.raises(RuntimeError):
         probe.loss(targets)  # removed: no longer sees the tower's output
+
+
+def test_the_batch_stream_is_the_same_for_any_number_of_drawing_workers(demo_model):
+    from transformers import AutoTokenizer
+
+    from vlserve.demo.train import ExampleBatches
+    from vlserve.engine.prompting import PromptBuilder
+
+    tokenizer = AutoTokenizer.from_pretrained(demo_model)
+    processor = AutoImageProcessor.from_pretrained(demo_model)
+    builder = PromptBuilder(tokenizer, processor, tokenizer.chat_template, min_pixels=32 * 1024, max_pixels=64 * 1024)
+    dataset = ExampleBatches(builder, tokenizer, TrainConfig(steps=5, batch_size=2, questions=2))
+
+    def stream(workers: int) -> list[list[int]]:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers)
+        return [batch["input_ids"].flatten().tolist() for batch in loader]
+
+    one = stream(0)
+    assert len(one) == 5 and len({tuple(b) for b in one}) == 5
+    assert stream(2) == one
+    assert one[3] == dataset.batch(3)["input_ids"].flatten().tolist()

@@ -52,12 +52,18 @@ class TrainConfig:
     questions: int = 3  # question/answer turns per chart: one vision pass trains several answers
     visual_weight: float = 1.0  # weight of the per-visual-token auxiliary loss (vlserve.demo.targets; 0: off)
     seed: int = 0
-    threads: int = 2  # CPU threads for the model; chart drawing runs in one worker process beside them
+    threads: int = 2  # CPU threads for the model
+    workers: int = 1  # processes drawing charts beside it (on a GPU machine, most of its CPU cores)
     device: str = "cpu"  # "cuda" trains on a GPU (bf16 autocast): same recipe, many more steps per minute
 
 
 class ExampleBatches(torch.utils.data.IterableDataset):
-    """Collated batches drawn in a worker process, so chart drawing overlaps the model's work."""
+    """Collated batches drawn in worker processes, so chart drawing overlaps the model's work.
+
+    Batch ``b`` is drawn from its own generator seeded with ``(seed, b)`` and worker ``k`` of ``n`` makes
+    batches ``k, k + n, ...``; the DataLoader takes them round-robin, so the stream is the same for any
+    number of workers.
+    """
 
     def __init__(self, builder: PromptBuilder, tokenizer: Any, config: TrainConfig) -> None:
         self._builder, self._tokenizer, self._config = builder, tokenizer, config
@@ -70,11 +76,19 @@ class ExampleBatches(torch.utils.data.IterableDataset):
         progress = index / (config.batch_size * config.steps * config.curriculum)
         return max(0.1, 1.0 - 0.9 * progress)
 
+    def batch(self, index: int) -> dict[str, torch.Tensor]:
+        config, size = self._config, self._config.batch_size
+        rng = random.Random(f"{config.seed}:{index}")
+        stream = examples(
+            self._builder, self._tokenizer, rng, lambda i: self.easy_share(index * size + i), config.questions
+        )
+        return collate([next(stream) for _ in range(size)], self._tokenizer.pad_token_id)
+
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        config = self._config
-        stream = examples(self._builder, self._tokenizer, random.Random(config.seed), self.easy_share, config.questions)
-        for _ in range(self._config.steps):
-            yield collate([next(stream) for _ in range(self._config.batch_size)], self._tokenizer.pad_token_id)
+        worker = torch.utils.data.get_worker_info()
+        first, step = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+        for index in range(first, self._config.steps, step):
+            yield self.batch(index)
 
 
 @contextlib.contextmanager
@@ -201,7 +215,9 @@ def run(
     model.to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     batches = iter(
-        torch.utils.data.DataLoader(ExampleBatches(builder, tokenizer, config), batch_size=None, num_workers=1)
+        torch.utils.data.DataLoader(
+            ExampleBatches(builder, tokenizer, config), batch_size=None, num_workers=config.workers
+        )
     )
     probe = VisualProbe(model).to(device)
     groups = parameter_groups(model, config.weight_decay)
