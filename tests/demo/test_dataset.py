@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import random
 
-import pytest
 from PIL import Image
-from transformers import AutoImageProcessor, AutoTokenizer
 
 from vlserve.demo.charts import draw_chart, random_chart
 from vlserve.demo.dataset import IGNORE, collate, encode, examples
 from vlserve.demo.targets import NUM_TARGETS
 from vlserve.engine.base import ChatTurn
-from vlserve.engine.prompting import PromptBuilder
-
-
-@pytest.fixture(scope="module")
-def parts(demo_model):
-    tokenizer = AutoTokenizer.from_pretrained(demo_model)
-    processor = AutoImageProcessor.from_pretrained(demo_model)
-    builder = PromptBuilder(tokenizer, processor, tokenizer.chat_template, min_pixels=32 * 1024, max_pixels=64 * 1024)
-    return builder, tokenizer
 
 
 def test_prompt_is_what_the_server_builds_and_only_the_answer_is_a_target(parts):

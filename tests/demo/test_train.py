@@ -87,15 +87,10 @@ def test_visual_probe_reads_the_tokens_the_decoder_gets_and_refuses_mismatched_t
         probe.loss(targets)  # removed: no longer sees the tower's output
 
 
-def test_the_batch_stream_is_the_same_for_any_number_of_drawing_workers(demo_model):
-    from transformers import AutoTokenizer
-
+def test_the_batch_stream_is_the_same_for_any_number_of_drawing_workers(parts):
     from vlserve.demo.train import ExampleBatches
-    from vlserve.engine.prompting import PromptBuilder
 
-    tokenizer = AutoTokenizer.from_pretrained(demo_model)
-    processor = AutoImageProcessor.from_pretrained(demo_model)
-    builder = PromptBuilder(tokenizer, processor, tokenizer.chat_template, min_pixels=32 * 1024, max_pixels=64 * 1024)
+    builder, tokenizer = parts
     dataset = ExampleBatches(builder, tokenizer, TrainConfig(steps=5, batch_size=2, questions=2))
 
     def stream(workers: int) -> list[list[int]]:

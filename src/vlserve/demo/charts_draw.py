@@ -42,6 +42,7 @@ PLOT_MIN_HEIGHT = 120  # px between the 0 and 50 gridlines: >= 2.4 px per unit
 # that resizing into that budget shrinks the text by at most ~0.8x and a digit stays >= ~11 px tall.
 SIZE_RANGE = ((240, 400), (180, 250))
 MIN_FONT_SIZE = 13  # labels shrink from the drawn size (16-21 px) towards this until they fit
+_LABEL_GAP = 10  # px between neighbouring category labels, at least
 FONTS_ENV = "VLSERVE_DEMO_FONTS"
 
 _FontLike = ImageFont.FreeTypeFont | ImageFont.ImageFont
@@ -113,7 +114,7 @@ def has_cjk_font() -> bool:
 
 
 @cache
-def load_font(path: str, size: int) -> _FontLike:
+def _font(path: str, size: int) -> _FontLike:
     if not path:
         try:
             return ImageFont.load_default(size=size)
@@ -166,7 +167,7 @@ def _style(chart: Chart, rng: random.Random) -> _Style:
     )
 
 
-def background(size: tuple[int, int], kind: str, rng: random.Random) -> Image.Image:
+def _background(size: tuple[int, int], kind: str, rng: random.Random) -> Image.Image:
     width, height = size
     if kind == "white":
         return Image.new("RGB", size, (255, 255, 255))
@@ -182,7 +183,7 @@ def background(size: tuple[int, int], kind: str, rng: random.Random) -> Image.Im
     return Image.fromarray(np.broadcast_to(rows, (height, width, 3)).round().astype(np.uint8), "RGB")
 
 
-def degrade(image: Image.Image, rng: random.Random) -> tuple[Image.Image, int, float]:
+def _degrade(image: Image.Image, rng: random.Random) -> tuple[Image.Image, int, float]:
     """Light Gaussian noise on a quarter of images, JPEG re-encoding on ~30 %: (image, quality or 0, sigma)."""
     width, height = image.size
     sigma = rng.uniform(1.5, 5.0) if rng.random() < 0.25 else 0.0
@@ -219,30 +220,30 @@ def draw_chart(chart: Chart, rng: random.Random) -> Image.Image:
     n = len(chart.categories)
     size = style.size
     while True:  # the largest size up to the drawn one at which every category label fits its slot
-        font = load_font(style.font_path, size)
+        font = _font(style.font_path, size)
         label_w = max(_text_size(font, c)[0] for c in chart.categories)
         tick_w = _text_size(font, str(Y_MAX))[0]
-        if size <= MIN_FONT_SIZE or tick_w + 40 + n * (label_w + 10) <= SIZE_RANGE[0][1]:
+        if size <= MIN_FONT_SIZE or tick_w + 40 + n * (label_w + _LABEL_GAP) <= SIZE_RANGE[0][1]:
             break
         size -= 1
     line_h = _text_size(font, "0123456789Q")[1]
 
     title_h = 0
-    title_font = load_font(style.font_path, style.title_size)
+    title_font = _font(style.font_path, style.title_size)
     if chart.title:
         title_h = _text_size(title_font, chart.title)[1] + rng.randint(8, 12)
     top = title_h + line_h + rng.randint(6, 12)  # room for the value label above a 50
     bottom = line_h + rng.randint(8, 14)
     left = tick_w + rng.randint(12, 22)
     right = rng.randint(8, 20)
-    slot_min = label_w + 10
+    slot_min = label_w + _LABEL_GAP
     (w_lo, w_hi), (h_lo, h_hi) = SIZE_RANGE
     width = rng.randint(max(w_lo, min(w_hi, left + right + n * slot_min)), w_hi)
     height = rng.randint(max(h_lo, min(h_hi, top + bottom + PLOT_MIN_HEIGHT)), h_hi)
     if chart.title:  # keep the title inside the image
         width = max(width, min(w_hi, _text_size(title_font, chart.title)[0] + 16))
 
-    image = background((width, height), style.background, rng)
+    image = _background((width, height), style.background, rng)
     draw = ImageDraw.Draw(image)
     ink = (rng.randint(30, 80),) * 3
     x0, x1, y_zero, y_top = left, width - right, height - bottom, top
@@ -298,7 +299,7 @@ def draw_chart(chart: Chart, rng: random.Random) -> Image.Image:
     if chart.title:
         draw.text((width / 2, 5), chart.title, font=title_font, fill=ink, anchor="mt")
 
-    image, quality, sigma = degrade(image, rng)
+    image, quality, sigma = _degrade(image, rng)
     image.info = {
         "jpeg_quality": quality, "noise_sigma": round(sigma, 3), "plot_x": (x0, x1),
         "category_boxes": category_boxes, "value_boxes": value_boxes, "marks": marks,

@@ -63,10 +63,9 @@ def encode(
         if ids[start : end - 1] != tokenizer(answer, add_special_tokens=False)["input_ids"]:
             raise ValueError(f"the chat template changed the answer {answer!r}")
         labels[start:end] = ids[start:end]
-    grid = prompt.image_inputs["image_grid_thw"][0]
     targets = None
     if chart is not None:
-        merge = builder.merge_size
+        grid, merge = prompt.image_inputs["image_grid_thw"][0], builder.merge_size
         targets = visual_targets(image.info, image.size, chart, int(grid[1]) // merge, int(grid[2]) // merge)
     return Encoded(
         input_ids=ids[:end],

@@ -99,14 +99,15 @@ async def evaluate(
                 reply = await _ask(client, case, model)
             score = scores[case.qa.qtype]
             score.asked += 1
-            if grade(case.qa, case.chart, reply):
+            right = grade(case.qa, case.chart, reply)
+            if right:
                 score.correct += 1
             elif len(score.failures) < 5:
                 score.failures.append(f"{case.qa.question!r} → {reply!r} (expected {case.qa.answer!r})")
             if case.qa.qtype == "values":  # the same answers, split by whether the values are printed
                 split = scores[VALUES_SPLIT[0] if case.chart.labelled else VALUES_SPLIT[1]]
                 split.asked += 1
-                split.correct += grade(case.qa, case.chart, reply)
+                split.correct += right
             if case.qa.qtype == "json":
                 scores["json_parses"].asked += 1
                 scores["json_parses"].correct += json_parses(reply)

@@ -34,7 +34,7 @@ NUM_TARGETS = len(TARGET_CLASSES)
 Box = Sequence[float]
 
 
-def cells(box: Box, scale_x: float, scale_y: float, grid_h: int, grid_w: int) -> tuple[range, range]:
+def _cells(box: Box, scale_x: float, scale_y: float, grid_h: int, grid_w: int) -> tuple[range, range]:
     """The rows and columns of merged cells that a pixel box overlaps."""
     left, top, right, bottom = box
     row0, col0 = min(grid_h - 1, max(0, int(top * scale_y))), min(grid_w - 1, max(0, int(left * scale_x)))
@@ -55,11 +55,11 @@ def visual_targets(info: dict[str, Any], size: tuple[int, int], chart: Chart, gr
     categories = [_CATEGORY_ID[c] for c in chart.categories]
     values = [v + 1 for v in chart.values]
     for index, box in enumerate(info["category_boxes"]):
-        rows, cols = cells(box, sx, sy, grid_h, grid_w)
+        rows, cols = _cells(box, sx, sy, grid_h, grid_w)
         out[rows.start : rows.stop, cols.start : cols.stop, 0] = categories[index]
     value_boxes = info["value_boxes"] or [(x, y, x, y) for x, y in info["marks"]]
     for index, box in enumerate(value_boxes):
-        rows, cols = cells(box, sx, sy, grid_h, grid_w)
+        rows, cols = _cells(box, sx, sy, grid_h, grid_w)
         out[rows.start : rows.stop, cols.start : cols.stop, 1] = values[index]
     x0, x1 = info["plot_x"]
     slot = (x1 - x0) / len(categories)

@@ -223,6 +223,7 @@ def run(
     groups = parameter_groups(model, config.weight_decay)
     groups[1]["params"] = [*groups[1]["params"], *probe.parameters()]
     optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98))
+    trained = [p for group in groups for p in group["params"]]
     model.train()
     started, smoothed, smoothed_visual = time.monotonic(), float("nan"), float("nan")
     try:
@@ -236,7 +237,7 @@ def run(
                     loss = model(**batch).loss
                     visual = probe.loss(targets)
                 (loss + config.visual_weight * visual).backward()
-                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
+                torch.nn.utils.clip_grad_norm_(trained, 1.0)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 smoothed = _ema(smoothed, float(loss.detach()))
