@@ -94,6 +94,12 @@ class ServerError(VLServeError):
     code = "internal_error"
 
 
+class ModelOutputError(ServerError):
+    """The model's finished answer breaks the requested format (a schema keyword no grammar can enforce)."""
+
+    code = "invalid_model_output"
+
+
 class ServiceUnavailableError(ServerError):
     status_code = 503
     code = "unavailable"

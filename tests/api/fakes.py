@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Sequence
 
 from PIL import Image
 
 from vlserve.engine.base import ChatTurn, Delta, ModelInfo, Prompt, SamplingParams
 from vlserve.engine.transformers_engine import completion_budget
+from vlserve.structured import OutputFormat
 
 
 class FakeEngine:
@@ -19,6 +21,7 @@ class FakeEngine:
         self._start_ready = ready
         self._ready = False
         self.cancelled = 0
+        self.outputs: list[OutputFormat] = []  # every output format the service asked to enforce
 
     @property
     def info(self) -> ModelInfo:
@@ -45,9 +48,14 @@ class FakeEngine:
             prompt.num_tokens, params.max_tokens, max_model_len=self._info.max_model_len, default=16
         )
 
+    async def check_output(self, output: OutputFormat) -> None:
+        self.outputs.append(output)
+
     async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
         limit = self.check_budget(prompt, params)
         answer = ["images:", *prompt.image_inputs["sizes"], "said:", *prompt.image_inputs["words"]]
+        if params.output is not None:  # a JSON object whose keys are the words, one token each
+            answer = json.dumps({w: len(w) for w in prompt.image_inputs["words"]}).split(" ")
         text = ""
         for n, word in enumerate(answer[:limit], start=1):
             piece = (" " if text else "") + word

@@ -17,9 +17,10 @@ from PIL import Image
 from vlserve.api.content import ImageRef, parse_messages
 from vlserve.api.protocol import ChatCompletionRequest, usage
 from vlserve.engine.base import ChatTurn, Engine, Prompt, SamplingParams
-from vlserve.errors import ClientError, NotFoundError, ServerError, VLServeError, error_body
+from vlserve.errors import ClientError, ModelOutputError, NotFoundError, ServerError, VLServeError, error_body
 from vlserve.media import ImageFetcher, load_image_url
 from vlserve.settings import Settings
+from vlserve.structured import OutputFormat, parse_response_format, validate_output
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,16 @@ class Completion:
 def sse(payload: dict | str) -> str:
     data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
     return f"data: {data}\n\n"
+
+
+def answer_error(text: str, finish_reason: str, output: OutputFormat | None) -> ModelOutputError | None:
+    """The error for a finished answer that breaks the requested format (a cut-off one is the client's call)."""
+    if output is None or finish_reason != "stop":
+        return None
+    problem = validate_output(text, output)
+    if problem is None:
+        return None
+    return ModelOutputError(f"{problem}; the grammar cannot enforce every schema keyword", param="response_format")
 
 
 class ChatService:
@@ -57,12 +68,10 @@ class ChatService:
     def sampling(self, request: ChatCompletionRequest) -> SamplingParams:
         if request.n != 1:
             raise ClientError("n > 1 is not supported; send separate requests", param="n")
-        if request.response_format is not None and request.response_format.type != "text":
-            raise ClientError(
-                f"response_format {request.response_format.type!r} is not supported by this server",
-                param="response_format",
-            )
+        response_format = request.response_format
+        output = parse_response_format(None if response_format is None else response_format.model_dump())
         return self.engine.info.default_sampling.merge(
+            output=output,
             max_tokens=request.max_completion_tokens or request.max_tokens,
             temperature=request.temperature,
             top_p=request.top_p,
@@ -87,8 +96,14 @@ class ChatService:
         return await self.engine.prepare(turns, images)
 
     # --- generation --------------------------------------------------------------------------
-    async def complete(self, prompt: Prompt, params: SamplingParams) -> Completion:
+    async def check(self, prompt: Prompt, params: SamplingParams) -> None:
+        """Everything about the request the engine must accept before generation starts."""
         self.engine.check_budget(prompt, params)
+        if params.output is not None:
+            await self.engine.check_output(params.output)
+
+    async def complete(self, prompt: Prompt, params: SamplingParams) -> Completion:
+        await self.check(prompt, params)
         pieces: list[str] = []
         last = None
         async for delta in self.engine.generate(prompt, params):
@@ -96,6 +111,9 @@ class ChatService:
             last = delta
         if last is None or last.finish_reason is None:
             raise ServerError("generation ended without a result")
+        error = answer_error("".join(pieces), last.finish_reason, params.output)
+        if error is not None:
+            raise error
         return Completion(
             "".join(pieces), last.finish_reason, prompt.num_tokens, last.completion_tokens, last.token_ids
         )
@@ -122,7 +140,7 @@ class ChatService:
         self, prompt: Prompt, params: SamplingParams, request_id: str, *, include_usage: bool
     ) -> AsyncIterator[str]:
         """SSE chunks; the final chunk carries ``finish_reason`` and usage. Closing it cancels generation."""
-        self.engine.check_budget(prompt, params)  # raise before the response starts
+        await self.check(prompt, params)  # raise before the response starts
         return self._stream(prompt, params, request_id, include_usage)
 
     async def _stream(
@@ -141,11 +159,18 @@ class ChatService:
 
         yield chunk({"role": "assistant", "content": ""})
         generations = self.engine.generate(prompt, params)
+        text = []
         try:
             async for delta in generations:
+                text.append(delta.text)
                 if delta.finish_reason is None:
                     yield chunk({"content": delta.text})
                     continue
+                error = answer_error("".join(text), delta.finish_reason, params.output)
+                if error is not None:  # the text so far, then the error instead of a finish
+                    if delta.text:
+                        yield chunk({"content": delta.text})
+                    raise error
                 counts = usage(prompt.num_tokens, delta.completion_tokens)
                 yield chunk({"content": delta.text} if delta.text else {}, delta.finish_reason, usage=counts)
                 if include_usage:

@@ -13,6 +13,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from PIL import Image
 
+from vlserve.structured import OutputFormat
+
 FinishReason = Literal["stop", "length"]
 
 
@@ -40,6 +42,7 @@ class SamplingParams:
     top_k: int = 0  # 0 means no top-k cut
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    output: OutputFormat | None = None  # a JSON answer (under a schema), enforced while decoding
 
     @property
     def greedy(self) -> bool:
@@ -110,6 +113,10 @@ class Engine(Protocol):
 
     def check_budget(self, prompt: Prompt, params: SamplingParams) -> int:
         """The completion token limit for this request; raises ContextLengthError when it cannot fit."""
+        ...
+
+    async def check_output(self, output: OutputFormat) -> None:
+        """Get ready to enforce ``output`` while decoding; ClientError when it cannot be enforced."""
         ...
 
     def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:

@@ -17,6 +17,7 @@ from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria
 
 from vlserve.engine.base import Delta, Prompt
 from vlserve.engine.detokenize import StreamDecoder
+from vlserve.engine.grammar import GrammarCache, GrammarMask
 from vlserve.engine.sampling import RowSampler
 from vlserve.engine.scheduler import GenerationRequest
 
@@ -103,6 +104,7 @@ class HFBatchRunner:
         self._tokenizer = tokenizer
         self._eos = eos_token_ids
         self._pad = pad_token_id
+        self.grammars = GrammarCache(tokenizer, model.config.get_text_config().vocab_size, eos_token_ids)
 
     def decode(self, token_ids: list[int]) -> str:
         return self._tokenizer.decode(token_ids, skip_special_tokens=True)
@@ -116,11 +118,15 @@ class HFBatchRunner:
             eos_token_id=self._eos,
             pad_token_id=self._pad,
         )
+        grammars = [None if r.params.output is None else self.grammars.compile(r.params.output) for r in batch]
+        processors = LogitsProcessorList([RowSampler([r.params for r in batch])])
+        if any(g is not None for g in grammars):  # the grammar masks first, so sampling sees only valid tokens
+            processors.insert(0, GrammarMask(grammars, self.grammars.vocab_size))
         with torch.inference_mode():
             self._model.generate(
                 **inputs,
                 generation_config=config,
-                logits_processor=LogitsProcessorList([RowSampler([r.params for r in batch])]),
+                logits_processor=processors,
                 stopping_criteria=StoppingCriteriaList([StreamingStop(rows, self._eos)]),
             )
         for row in rows:  # a row can only be left open by a cancelled client

@@ -21,6 +21,7 @@ from vlserve.engine.scheduler import Scheduler
 from vlserve.engine.warmup import warm_up
 from vlserve.errors import ContextLengthError, ServiceUnavailableError
 from vlserve.settings import Settings
+from vlserve.structured import OutputFormat
 
 log = logging.getLogger("vlserve.engine")
 
@@ -51,6 +52,7 @@ class TransformersEngine:
         self._checkpoint: Checkpoint | None = None
         self._builder: PromptBuilder | None = None
         self._scheduler: Scheduler | None = None
+        self._runner: HFBatchRunner | None = None
         self._ready = False
         self._info = ModelInfo(
             id=settings.model_name(),
@@ -96,7 +98,7 @@ class TransformersEngine:
             min_pixels=min_pixels,
             max_pixels=max_pixels,
         )
-        runner = HFBatchRunner(
+        runner = self._runner = HFBatchRunner(
             checkpoint.model, checkpoint.tokenizer, checkpoint.eos_token_ids, checkpoint.pad_token_id
         )
         self._scheduler = Scheduler(
@@ -132,6 +134,11 @@ class TransformersEngine:
             max_model_len=self._info.max_model_len,
             default=self._settings.default_max_tokens,
         )
+
+    async def check_output(self, output: OutputFormat) -> None:
+        if self._runner is None:
+            raise ServiceUnavailableError("the model is still loading", headers={"Retry-After": "5"})
+        await asyncio.to_thread(self._runner.grammars.compile, output)
 
     async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
         if self._scheduler is None:

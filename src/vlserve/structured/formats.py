@@ -1,0 +1,103 @@
+"""The ``response_format`` of a chat request, checked up front, and the check of an answer against it.
+
+``{"type": "json_object"}`` asks for any JSON object; ``{"type": "json_schema", "json_schema": {"name",
+"schema"}}`` for an object valid under a JSON Schema. Decoding is constrained by a grammar compiled from
+the schema (``vlserve.engine.grammar``); :func:`validate_output` then checks the finished answer with
+``jsonschema``, which also covers the keywords a grammar cannot express.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import SchemaError, best_match
+
+from vlserve.errors import ClientError
+
+__all__ = ["ANY_OBJECT", "OutputFormat", "parse_response_format", "validate_output"]
+
+ANY_OBJECT = {"type": "object"}
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_PARAM = "response_format"
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """A JSON answer, optionally under a schema; ``schema_json`` is canonical so equal schemas compare equal."""
+
+    name: str
+    schema_json: str
+
+    @classmethod
+    def of(cls, name: str, schema: dict[str, Any]) -> OutputFormat:
+        return cls(name, json.dumps(schema, sort_keys=True, ensure_ascii=False))
+
+    @cached_property
+    def schema(self) -> dict[str, Any]:
+        return json.loads(self.schema_json)
+
+
+def _where(path: Any) -> str:
+    parts = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+    return parts.lstrip(".") or "the top level"
+
+
+def check_schema(schema: Any, param: str) -> None:
+    """ClientError naming the problem unless ``schema`` is a JSON Schema object (any draft it declares)."""
+    if not isinstance(schema, dict):
+        raise ClientError(f"{param} must be a JSON Schema object, got {type(schema).__name__}", param=param)
+    validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        validator.check_schema(schema)
+    except SchemaError as exc:
+        raise ClientError(
+            f"{param} is not a valid JSON Schema: {exc.message} (at {_where(exc.path)})", param=param
+        ) from None
+
+
+def parse_response_format(value: dict[str, Any] | None) -> OutputFormat | None:
+    """The requested format (None for plain text); ClientError naming what is wrong with it."""
+    if value is None:
+        return None
+    kind = value.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return OutputFormat.of("json_object", ANY_OBJECT)
+    if kind != "json_schema":
+        raise ClientError(
+            f"{_PARAM}.type must be 'text', 'json_object' or 'json_schema', got {kind!r}", param=f"{_PARAM}.type"
+        )
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict):
+        raise ClientError(
+            f"{_PARAM}.json_schema is required with type 'json_schema': an object with 'name' and 'schema'",
+            param=f"{_PARAM}.json_schema",
+        )
+    name = spec.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ClientError(
+            f"{_PARAM}.json_schema.name must be 1-64 letters, digits, '_' or '-', got {name!r}",
+            param=f"{_PARAM}.json_schema.name",
+        )
+    schema = spec.get("schema", ANY_OBJECT)
+    check_schema(schema, f"{_PARAM}.json_schema.schema")
+    return OutputFormat.of(name, schema)
+
+
+def validate_output(text: str, output: OutputFormat) -> str | None:
+    """None when ``text`` is one JSON value valid under ``output``; else what is wrong, in a sentence."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"the answer is not valid JSON: {exc.msg} at character {exc.pos}"
+    validator_class = jsonschema.validators.validator_for(output.schema, default=jsonschema.Draft202012Validator)
+    error = best_match(validator_class(output.schema).iter_errors(value))
+    if error is None:
+        return None
+    return f"the answer does not match the schema: {error.message} (at {_where(error.absolute_path)})"

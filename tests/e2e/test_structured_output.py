@@ -1,0 +1,62 @@
+"""The real server: response_format through the openai client, enforced while decoding, even on random weights."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+import openai
+import pytest
+from pydantic import BaseModel, Field
+
+from tests.support.images import chart_url
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "vlserve-demo-random"
+
+
+class ChartFacts(BaseModel):
+    kind: Literal["bar", "line"]
+    labelled: bool
+    years: list[Literal["2021", "2022", "2023"]] = Field(min_length=1, max_length=3)
+
+
+def messages(question: str = "Describe this chart.") -> list[dict]:
+    image = {"type": "image_url", "image_url": {"url": chart_url(3)}}
+    return [{"role": "user", "content": [image, {"type": "text", "text": question}]}]
+
+
+def test_parse_with_a_pydantic_model_returns_a_valid_object(openai_client):
+    # The random-weight model has no idea about charts: every valid answer comes from the grammar.
+    completion = openai_client.chat.completions.parse(
+        model=MODEL, messages=messages(), response_format=ChartFacts, max_tokens=64
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "stop"
+    assert isinstance(choice.message.parsed, ChartFacts)
+
+
+def test_json_schema_streaming_gives_the_same_valid_answer(openai_client):
+    schema = {"name": "facts", "schema": ChartFacts.model_json_schema()}
+    kwargs = {"model": MODEL, "messages": messages(), "response_format": {"type": "json_schema", "json_schema": schema}}
+    whole = openai_client.chat.completions.create(max_tokens=64, temperature=0, **kwargs)
+    chunks = openai_client.chat.completions.create(max_tokens=64, temperature=0, stream=True, **kwargs)
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == whole.choices[0].message.content
+    ChartFacts.model_validate(json.loads(streamed))
+
+
+def test_json_object_mode_starts_an_object(openai_client):
+    reply = openai_client.chat.completions.create(
+        model=MODEL, messages=messages(), response_format={"type": "json_object"}, max_tokens=8, temperature=0
+    )
+    assert reply.choices[0].message.content.startswith("{")
+
+
+def test_an_invalid_schema_is_a_400_from_the_real_server(openai_client):
+    bad = {"type": "json_schema", "json_schema": {"name": "facts", "schema": {"type": "object", "minProperties": -1}}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        openai_client.chat.completions.create(model=MODEL, messages=messages(), response_format=bad, max_tokens=8)
+    assert caught.value.body["param"] == "response_format.json_schema.schema"
+    assert "minProperties" in caught.value.body["message"]
