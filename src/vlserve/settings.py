@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -78,6 +79,36 @@ class Settings(BaseSettings):
         '(JSON list, e.g. ["10.0.0.0/8", "images.internal"]).',
     )
 
+    # --- document jobs -----------------------------------------------------------------------------
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the job database; unset: a SQLite file in the data directory. "
+        "PostgreSQL: postgresql+psycopg://user@host/db (several servers may share it).",
+    )
+    document_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1024, description="Upload limit per job, bytes.")
+    document_max_pages: int = Field(default=500, ge=1, description="Pages per job, after the page range.")
+    document_max_files: int = Field(default=100, ge=1, description="Image files per job.")
+    document_longest_side: int = Field(default=1288, ge=64, le=8192, description="Pages are rendered to this, px.")
+    document_max_tokens: int = Field(default=2048, ge=1, description="Completion limit per page and attempt.")
+    document_temperatures: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [0.1, 0.2, 0.3, 0.5, 0.8],
+        description="One attempt per temperature: a page cut off, not JSON or off-schema is retried at the next.",
+    )
+    document_concurrency: int = Field(default=0, ge=0, description="Pages in flight per server (0: the batch size).")
+    document_worker: bool = Field(default=True, description="Process document pages in this server.")
+    document_lease_s: float = Field(
+        default=30.0, gt=0, description="A page held by a worker that stops renewing is taken over after this."
+    )
+    document_poll_s: float = Field(default=1.0, gt=0, description="How often an idle worker looks for pages.")
+    worker_id: str | None = Field(
+        default=None, description="Stable name of this server in the job table; default host:port (see docs)."
+    )
+    webhook_secret: str | None = Field(
+        default=None, description="HMAC key for webhook signatures; unset: a random secret per job, returned once."
+    )
+    webhook_attempts: int = Field(default=5, ge=1, le=20, description="Deliveries tried per webhook.")
+    webhook_timeout: float = Field(default=10.0, gt=0, description="Seconds per webhook delivery attempt.")
+
     # --- HTTP ----------------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Listen address.")
     port: int = Field(default=8080, ge=0, le=65535)
@@ -90,6 +121,20 @@ class Settings(BaseSettings):
             if value.strip().startswith("["):
                 return json.loads(value)
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("document_temperatures", mode="before")
+    @classmethod
+    def _split_temperatures(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("document_temperatures")
+    @classmethod
+    def _check_temperatures(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 <= t <= 2 for t in value):
+            raise ValueError("document_temperatures needs at least one temperature, each in 0..2")
         return value
 
     @field_validator("url_allowlist")
@@ -113,6 +158,15 @@ class Settings(BaseSettings):
         if (BUNDLED_MODEL_DIR / "config.json").is_file():
             return BUNDLED_MODEL_DIR
         return self.random_demo_dir()
+
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'vlserve.db'}"
+
+    def worker_name(self) -> str:
+        return self.worker_id or f"{socket.gethostname()}:{self.port}"
+
+    def page_concurrency(self) -> int:
+        return self.document_concurrency or self.max_batch_size
 
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy 2 models and sessions (SQLite by default, or PostgreSQL), Alembic migrations."""
