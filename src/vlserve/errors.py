@@ -88,6 +88,12 @@ class RateLimitError(ClientError):
     code = "queue_full"
 
 
+class DocumentError(ClientError):
+    """The uploaded document cannot be used (corrupt, encrypted, no pages)."""
+
+    code = "invalid_document"
+
+
 class ServerError(VLServeError):
     status_code = 500
     error_type = "server_error"

@@ -1,0 +1,1 @@
+"""Document jobs: PDF or images in, a model answer per page out, persisted and resumable."""
