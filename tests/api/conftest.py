@@ -11,10 +11,12 @@ from vlserve.settings import Settings
 
 
 @pytest.fixture
-def make_client():
+def make_client(tmp_path_factory):
     clients: list[TestClient] = []
 
     def make(engine: FakeEngine | None = None, **settings) -> TestClient:
+        # Each app gets its own data directory, so its job database (SQLite) is fresh.
+        settings = {"data_dir": tmp_path_factory.mktemp("data"), "document_poll_s": 0.05, **settings}
         app = build_app(Settings(**settings), engine=engine or FakeEngine())
         client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()

@@ -41,7 +41,9 @@ def checkpoint(demo_model):
 
 @pytest.fixture(scope="module")
 def grammars(checkpoint):
-    return GrammarCache(checkpoint.tokenizer, checkpoint.model.config.get_text_config().vocab_size, checkpoint.eos_token_ids)
+    return GrammarCache(
+        checkpoint.tokenizer, checkpoint.model.config.get_text_config().vocab_size, checkpoint.eos_token_ids
+    )
 
 
 def decode_random(grammars, checkpoint, formats, steps=80, seed=0):

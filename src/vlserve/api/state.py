@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
@@ -12,6 +12,9 @@ from vlserve.engine.base import Engine
 from vlserve.errors import ServiceUnavailableError
 from vlserve.settings import Settings
 
+if TYPE_CHECKING:
+    from vlserve.documents.service import DocumentService
+
 
 @dataclass
 class AppState:
@@ -19,6 +22,7 @@ class AppState:
     engine: Engine
     chat: ChatService
     load_error: str | None = None
+    documents: DocumentService | None = None
 
 
 def get_state(request: Request) -> AppState:
@@ -33,8 +37,21 @@ def get_ready_chat(request: Request) -> ChatService:
     return state.chat
 
 
+def get_documents(request: Request) -> DocumentService:
+    """The documents service; submitting needs the model ready (a schema is compiled against its tokenizer)."""
+    state = get_state(request)
+    if state.documents is None:
+        raise ServiceUnavailableError(
+            "document jobs are not available yet; retry shortly", headers={"Retry-After": "5"}
+        )
+    if request.method == "POST":
+        get_ready_chat(request)
+    return state.documents
+
+
 StateDep = Annotated[AppState, Depends(get_state)]
 ChatDep = Annotated[ChatService, Depends(get_ready_chat)]
+DocumentsDep = Annotated["DocumentService", Depends(get_documents)]
 
 
 def request_id(request: Request) -> str:
