@@ -9,6 +9,7 @@ import pypdfium2 as pdfium
 import pytest
 from PIL import Image, ImageDraw
 
+from tests.support.pdfs import encrypted
 from vlserve.errors import ClientError, DocumentError, PayloadTooLargeError, UnsupportedMediaError
 from vlserve.media import pdf
 from vlserve.media.page_ranges import parse_page_range
@@ -135,10 +136,8 @@ def test_pdf_without_pages_is_invalid_document(tmp_path: Path) -> None:
 
 
 def test_encrypted_pdf_is_refused(doc: Path, tmp_path: Path) -> None:
-    pikepdf = pytest.importorskip("pikepdf")
     path = tmp_path / "locked.pdf"
-    with pikepdf.open(doc) as source:
-        source.save(path, encryption=pikepdf.Encryption(owner="o", user="u"))
+    path.write_bytes(encrypted(doc.read_bytes()))
     with pytest.raises(DocumentError, match="encrypted") as caught:
         pdf.inspect_pdf(path, max_pages=10)
     assert (caught.value.status_code, caught.value.code, caught.value.param) == (400, "encrypted_document", "file")

@@ -1,0 +1,139 @@
+"""The document worker of one server: claims pages, reads them, stores results, ends jobs, sends webhooks.
+
+``concurrency`` pages are in flight at once, so the engine batches them. Each claimed page is held under
+a lease that a heartbeat renews; a server killed mid-page leaves the page to be taken over when the lease
+runs out, or at once by its own next start (pages held under its worker name are put back). Results are
+stored page by page, so nothing finished is recomputed and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+
+from vlserve.api.chat_service import ChatService
+from vlserve.documents.pipeline import PageTask, page_prompt, read_page
+from vlserve.documents.sources import PageSource
+from vlserve.documents.views import webhook_payload
+from vlserve.documents.webhook import WebhookSender
+from vlserve.errors import VLServeError
+from vlserve.settings import Settings
+from vlserve.store.jobs import ClaimedPage, JobStore, PageOutcome
+from vlserve.structured import OutputFormat
+
+log = logging.getLogger("vlserve.documents")
+
+
+class DocumentRunner:
+    def __init__(self, store: JobStore, chat: ChatService, source: PageSource, settings: Settings) -> None:
+        self._store = store
+        self._chat = chat
+        self._source = source
+        self._settings = settings
+        self.worker = settings.worker_name()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    def wake(self) -> None:
+        """A job was submitted or ended: look for work now rather than at the next poll."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        released = await asyncio.to_thread(self._store.release_worker, self.worker)
+        if released:
+            log.info("resuming: %d page(s) held by an earlier run of %s are queued again", released, self.worker)
+        loops = [self._pages() for _ in range(self._settings.page_concurrency())]
+        loops += [self._heartbeat(), self._webhooks()]
+        self._tasks = [asyncio.create_task(loop, name="vlserve-documents") for loop in loops]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await asyncio.to_thread(self._store.release_worker, self.worker)  # a clean stop hands pages back at once
+
+    async def _idle(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._settings.document_poll_s)
+        self._wake.clear()
+
+    async def _pages(self) -> None:
+        while True:
+            try:
+                page = await asyncio.to_thread(self._store.claim, self.worker, self._settings.document_lease_s)
+            except Exception:  # the database may be restarting: keep trying
+                log.exception("claiming a page failed")
+                page = None
+            if page is None:
+                await self._idle()
+                continue
+            await self._process(page)
+
+    async def _process(self, page: ClaimedPage) -> None:
+        options = page.options
+        output = None if page.schema_json is None else OutputFormat(page.schema_name or "schema", page.schema_json)
+        try:
+            image = await asyncio.to_thread(self._source.render, page, options["longest_side"])
+            task = PageTask(
+                image=image,
+                prompt=page_prompt(page.prompt, output),
+                output=output,
+                temperatures=options["temperatures"],
+                max_tokens=options["max_tokens"],
+                seed=zlib.crc32(f"{page.document_id}:{page.position}".encode()),
+            )
+            outcome = await read_page(self._chat, task, wanted=lambda: self._wanted(page))
+        except VLServeError as exc:  # e.g. an image file that cannot be decoded: this page fails, the job goes on
+            outcome = PageOutcome("failed", 0, error=exc.message)
+        except Exception:
+            log.exception("page %d of %s failed", page.page_number, page.document_id)
+            outcome = PageOutcome("failed", 0, error="reading the page failed; see the server log")
+        if outcome is None or not await asyncio.to_thread(self._store.finish_page, page.page_id, self.worker, outcome):
+            log.info("page %d of %s was given up (cancelled or taken over)", page.page_number, page.document_id)
+        ended = await asyncio.to_thread(self._store.end_if_done, page.document_id)
+        if ended is not None:
+            log.info("document %s %s", ended.id, ended.status)
+            await asyncio.to_thread(self._source.forget, ended.id)
+            self.wake()
+
+    async def _wanted(self, page: ClaimedPage) -> bool:
+        return await asyncio.to_thread(self._store.still_wanted, page.page_id, self.worker)
+
+    async def _heartbeat(self) -> None:
+        lease = self._settings.document_lease_s
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                await asyncio.to_thread(self._store.renew, self.worker, lease)
+            except Exception:
+                log.exception("renewing page leases failed")
+
+    async def _webhooks(self) -> None:
+        s = self._settings
+        async with WebhookSender(allowlist=s.url_allowlist, timeout=s.webhook_timeout) as sender:
+            while True:
+                lease = s.webhook_timeout * s.webhook_attempts * 8
+                try:
+                    doc = await asyncio.to_thread(self._store.claim_webhook, lease)
+                except Exception:
+                    log.exception("claiming a webhook failed")
+                    doc = None
+                if doc is None:
+                    await self._idle()
+                    continue
+                counts = await asyncio.to_thread(self._store.page_counts, doc.id)
+                secret = s.webhook_secret or doc.webhook_secret or ""
+                result = await sender.deliver(
+                    doc.webhook_url, secret, f"document.{doc.status}", webhook_payload(doc, counts),
+                    attempts=s.webhook_attempts,
+                )  # fmt: skip
+                log.info("webhook for %s: %s after %d attempt(s)", doc.id, result.delivered, result.attempts)
+                await asyncio.to_thread(
+                    self._store.record_webhook, doc.id, delivered=result.delivered, attempts=result.attempts,
+                    error=result.error,
+                )  # fmt: skip
