@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import zlib
 
 from vlserve.api.chat_service import ChatService
@@ -77,8 +78,10 @@ class DocumentRunner:
     async def _process(self, page: ClaimedPage) -> None:
         options = page.options
         output = None if page.schema_json is None else OutputFormat(page.schema_name or "schema", page.schema_json)
+        rendered = time.monotonic()
         try:
             image = await asyncio.to_thread(self._source.render, page, options["longest_side"])
+            render_ms = round((time.monotonic() - rendered) * 1000)
             task = PageTask(
                 image=image,
                 prompt=page_prompt(page.prompt, output),
@@ -88,13 +91,20 @@ class DocumentRunner:
                 seed=zlib.crc32(f"{page.document_id}:{page.position}".encode()),
             )
             outcome = await read_page(self._chat, task, wanted=lambda: self._wanted(page))
+            if outcome is not None and outcome.detail is not None:
+                outcome.detail.update(render_ms=render_ms, worker=self.worker)
         except VLServeError as exc:  # e.g. an image file that cannot be decoded: this page fails, the job goes on
             outcome = PageOutcome("failed", 0, error=exc.message)
         except Exception:
             log.exception("page %d of %s failed", page.page_number, page.document_id)
             outcome = PageOutcome("failed", 0, error="reading the page failed; see the server log")
         if outcome is None or not await asyncio.to_thread(self._store.finish_page, page.page_id, self.worker, outcome):
-            log.info("page %d of %s was given up (cancelled or taken over)", page.page_number, page.document_id)
+            log.info("document %s page %d: given up (cancelled or taken over)", page.document_id, page.page_number)
+        else:
+            log.info(
+                "document %s page %d: %s after %d attempt(s)",
+                page.document_id, page.page_number, outcome.status, outcome.attempts,
+            )  # fmt: skip
         ended = await asyncio.to_thread(self._store.end_if_done, page.document_id)
         if ended is not None:
             log.info("document %s %s", ended.id, ended.status)

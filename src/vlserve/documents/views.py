@@ -56,6 +56,7 @@ def page_view(page: Page, structured: bool) -> dict[str, Any]:
         view["error"] = page.error
     view["timings"] = {k: v for k, v in detail.items() if k.endswith("_ms")}
     view["tries"] = detail.get("attempts", [])
+    view["worker"] = detail.get("worker")
     return view
 
 
