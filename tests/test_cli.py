@@ -97,3 +97,53 @@ def test_demo_eval_scores_every_question_type_and_check_fails_below_target(serve
     assert result.exit_code == 1, result.output  # the random-weight model cannot read charts
     for name in ("values", "json", "highest", "lowest", "difference", "kind", "json_parses", *VALUES_SPLIT):
         assert name in result.output
+
+
+@pytest.fixture
+def facts_schema(tmp_path):
+    path = tmp_path / "facts.json"
+    schema = {
+        "type": "object",
+        "properties": {"kind": {"enum": ["bar", "line"]}, "labelled": {"type": "boolean"}},
+        "required": ["kind", "labelled"],
+        "additionalProperties": False,
+    }
+    path.write_text(json.dumps(schema))
+    return path
+
+
+@pytest.mark.e2e
+def test_doc_against_a_running_server_writes_schema_valid_pages_with_a_progress_bar(server, facts_schema, tmp_path):
+    from tests.support.pdfs import text_pdf
+
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(text_pdf(3))
+    out = tmp_path / "result.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "vlserve.cli", "doc", str(pdf), "--schema", str(facts_schema), "--pages", "2-3",
+         "--out", str(out), "--url", server.url],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "2/2" in result.stderr and f"result written to {out}" in result.stderr
+    written = json.loads(out.read_text())
+    assert [p["page"] for p in written["pages"]] == [2, 3]
+    assert all(p["data"]["kind"] in ("bar", "line") for p in written["pages"])
+
+
+def test_doc_local_reads_image_pages_in_process(demo_model, facts_schema, chart_file):
+    result = runner.invoke(
+        app,
+        ["doc", str(chart_file), str(chart_file), "--local", "--model", str(demo_model), "--schema", str(facts_schema)],
+    )
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout[result.stdout.index("{") :])
+    assert printed["status"] == "succeeded" and len(printed["document"]["data"]) == 2
+
+
+def test_doc_reports_a_refused_upload_cleanly(server, tmp_path):
+    bogus = tmp_path / "notes.pdf"
+    bogus.write_text("not a pdf at all")
+    result = runner.invoke(app, ["doc", str(bogus), "--url", server.url])
+    assert result.exit_code == 1
+    assert "HTTP 415: file is not a PDF" in result.output

@@ -1,4 +1,4 @@
-"""The `vlserve` command: serve, ask, demo build."""
+"""The `vlserve` command: serve, ask, doc, demo."""
 
 from __future__ import annotations
 
@@ -113,6 +113,61 @@ def ask(
 
         console.print(f"[red]error:[/red] {describe_failure(exc)}")
         raise typer.Exit(1) from exc
+
+
+@app.command()
+def doc(
+    files: Annotated[list[Path], typer.Argument(help="One PDF, or image files (one page each).", exists=True)],
+    schema: Annotated[Path | None, typer.Option(help="JSON Schema file: each page answers JSON under it.")] = None,
+    prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="Instead of the default prompt.")] = None,
+    pages: Annotated[str | None, typer.Option(help='Page range, e.g. "1-5,8".')] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the result JSON here [default: stdout].")] = None,
+    url: Annotated[str, typer.Option(help="Server base URL.")] = "http://127.0.0.1:8080",
+    local: Annotated[bool, typer.Option("--local", help="Run the model in this process, no server.")] = False,
+    model: ModelOpt = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="VLSERVE_API_KEY", help="Bearer token, if the server needs one.")
+    ] = None,
+) -> None:
+    """Read a document page by page: text per page, or JSON under a schema, with a page progress bar."""
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from vlserve.client import describe_failure
+    from vlserve.documents.client import run_local, run_remote
+    from vlserve.documents.intake import Submission
+
+    form = Submission(prompt=prompt, json_schema=schema.read_text() if schema else None, pages=pages)
+    columns = (TextColumn("pages"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("pages", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            if local:
+                settings = _settings(model=model)
+                logging.basicConfig(level=logging.WARNING)
+                ensure_model(settings)
+                result = asyncio.run(run_local(settings, files, form, on_progress=progress))
+            else:
+                result = run_remote(url, files, form, on_progress=progress, api_key=api_key)
+    except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not dump tracebacks
+        console.print(f"[red]error:[/red] {describe_failure(exc)}")
+        raise typer.Exit(1) from exc
+    text = json.dumps(result, ensure_ascii=False, indent=2)
+    if out is None:
+        print(text)
+    else:
+        out.write_text(text + "\n")
+        console.print(f"result written to {out}")
+    failed = [p for p in result["pages"] if p["status"] == "failed"]
+    for page in failed:
+        console.print(f"[yellow]page {page['page']} failed:[/yellow] {page.get('error')}")
+    if result["status"] != "succeeded":
+        raise typer.Exit(1)
 
 
 @demo_app.command("build")

@@ -24,7 +24,8 @@ def start_server(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
     def start(**settings: object) -> ServerProcess:
         log = tmp_path_factory.mktemp("server") / "server.log"
-        server = ServerProcess(demo_model, log, **{**FAST_IMAGES, **settings})
+        data = tmp_path_factory.mktemp("data")  # its own job database and file cache, not the user's
+        server = ServerProcess(demo_model, log, **{"data_dir": data, **FAST_IMAGES, **settings})
         servers.append(server)
         return server.wait_ready()
 

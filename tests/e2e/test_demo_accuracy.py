@@ -22,7 +22,9 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def default_server(tmp_path_factory: pytest.TempPathFactory):
     # No --model, no pixel settings: exactly what `vlserve serve` runs on a fresh machine.
-    server = ServerProcess(None, tmp_path_factory.mktemp("server") / "server.log")
+    server = ServerProcess(
+        None, tmp_path_factory.mktemp("server") / "server.log", data_dir=tmp_path_factory.mktemp("data")
+    )
     yield server.wait_ready()
     server.stop()
 

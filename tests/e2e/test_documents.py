@@ -44,7 +44,8 @@ def servers(demo_model, tmp_path) -> Iterator:
     started: list[ServerProcess] = []
 
     def start(name: str, **settings: object) -> ServerProcess:
-        server = ServerProcess(demo_model, tmp_path / f"{name}-{len(started)}.log", **{**JOBS, **settings})
+        log = tmp_path / f"{name}-{len(started)}.log"
+        server = ServerProcess(demo_model, log, **{"data_dir": tmp_path / name, **JOBS, **settings})
         started.append(server)
         return server.wait_ready()
 
