@@ -15,7 +15,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import httpcore
 import pytest
 
 from tests.support.webhook_receiver import Received, Reply, WebhookReceiver, receive_webhooks
@@ -63,20 +62,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if anything tries DNS or opens a connection."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("this test must not touch the network")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", refuse)
 
 
 # --- signatures ----------------------------------------------------------------------------------

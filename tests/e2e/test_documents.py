@@ -31,14 +31,6 @@ FACTS = {
 JOBS = {"document_poll_s": 0.2, "document_longest_side": 256, "document_lease_s": 5, **FAST_IMAGES}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'jobs.db'}"
-    else:
-        yield from postgres_database()
-
-
 @pytest.fixture
 def servers(demo_model, tmp_path) -> Iterator:
     started: list[ServerProcess] = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -18,19 +17,6 @@ def server() -> Iterator[tuple[str, Seen]]:
     """``(base_url, seen)`` for an HTTP server on 127.0.0.1 (loopback only) on a free port."""
     with serve_http() as hosted:
         yield hosted.url, hosted.seen
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if anything tries DNS or opens a connection."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("this test must not touch the network")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
 
 
 @pytest.fixture

@@ -30,7 +30,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
 from typing import Any
 
@@ -40,7 +39,7 @@ import httpx
 from vlserve import __version__
 from vlserve.errors import ClientError
 from vlserve.media.address_guard import Allowlist, check_url, parse_allowlist
-from vlserve.media.guarded_transport import AddressRefused, GuardedTransport, Resolver, resolve
+from vlserve.media.guarded_transport import AddressRefused, Resolver, guarded_client, resolve
 
 SIGNATURE_HEADER = "X-Vlserve-Signature"
 TIMESTAMP_HEADER = "X-Vlserve-Timestamp"
@@ -115,11 +114,6 @@ class _Outcome:
     retry_after: float | None = None
 
 
-def _no_cookies() -> CookieJar:
-    """A jar that never stores a cookie, so none is ever sent back."""
-    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-
-
 def _retry_after(response: httpx.Response) -> float | None:
     """``Retry-After`` in whole seconds if it is at most a minute; dates and longer waits are ignored."""
     value = response.headers.get("Retry-After", "").strip()
@@ -154,12 +148,10 @@ class WebhookSender:
         self.timeout = timeout
         self._allowlist = allowlist if isinstance(allowlist, Allowlist) else parse_allowlist(allowlist)
         self._sleep = sleep
-        self._client = httpx.AsyncClient(
-            transport=GuardedTransport(self._allowlist, resolver=resolver),
-            follow_redirects=False,
-            trust_env=False,  # a proxy would connect on our behalf, bypassing the address guard
+        self._client = guarded_client(
+            self._allowlist,
             timeout=timeout,
-            cookies=_no_cookies(),
+            resolver=resolver,
             headers={"User-Agent": f"vlserve-webhook/{__version__}", "Content-Type": "application/json"},
         )
 

@@ -7,7 +7,6 @@ body is streamed and abandoned as soon as it exceeds the size limit.
 
 from __future__ import annotations
 
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 
@@ -16,7 +15,7 @@ import httpx
 
 from vlserve.errors import MediaFetchError
 from vlserve.media.address_guard import check_url, parse_allowlist, refused
-from vlserve.media.guarded_transport import AddressRefused, GuardedTransport, Resolver, resolve
+from vlserve.media.guarded_transport import AddressRefused, Resolver, guarded_client, resolve
 from vlserve.media.limits import payload_too_large
 
 
@@ -25,11 +24,6 @@ def _user_agent() -> str:
         return f"vlserve/{version('vlserve')}"
     except PackageNotFoundError:
         return "vlserve/dev"
-
-
-def _no_cookies() -> CookieJar:
-    """A cookie jar that never stores a cookie, so none is ever sent (passed as a jar: httpx keeps it)."""
-    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 class ImageFetcher:
@@ -48,12 +42,10 @@ class ImageFetcher:
         self.max_redirects = max_redirects
         self.max_bytes = max_bytes
         self._allowlist = parse_allowlist(allowlist)
-        self._client = httpx.AsyncClient(
-            transport=GuardedTransport(self._allowlist, resolver=resolver),
-            follow_redirects=False,
-            trust_env=False,  # a proxy would connect on our behalf, bypassing the address guard
+        self._client = guarded_client(
+            self._allowlist,
             timeout=timeout,
-            cookies=_no_cookies(),
+            resolver=resolver,
             headers={"User-Agent": _user_agent(), "Accept": "image/*", "Accept-Encoding": "identity"},
         )
 

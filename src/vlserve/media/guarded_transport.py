@@ -12,6 +12,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import anyio
 import httpcore
@@ -177,3 +178,24 @@ def _httpx_errors() -> Iterator[None]:
             if isinstance(exc, core_type):
                 raise httpx_type(str(exc)) from exc
         raise
+
+
+def _no_cookies() -> CookieJar:
+    """A cookie jar that never stores a cookie, so none is ever sent (passed as a jar: httpx keeps it)."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+def guarded_client(
+    allowlist: Allowlist, *, timeout: float, headers: dict[str, str], resolver: Resolver = resolve
+) -> httpx.AsyncClient:
+    """An outbound client for URLs a client gave us: every address checked at connect time, redirects not
+    followed (the caller checks each hop), no proxy from the environment (it would connect on our behalf,
+    bypassing the guard), no cookies."""
+    return httpx.AsyncClient(
+        transport=GuardedTransport(allowlist, resolver=resolver),
+        follow_redirects=False,
+        trust_env=False,
+        timeout=timeout,
+        cookies=_no_cookies(),
+        headers=headers,
+    )
