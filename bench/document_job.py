@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pdf_memory import peak_rss_mib, write_pdf  # noqa: E402
 
+from vlserve.cli import ensure_model  # noqa: E402
 from vlserve.documents.client import run_local  # noqa: E402
 from vlserve.documents.intake import Submission  # noqa: E402
 from vlserve.settings import Settings  # noqa: E402
@@ -40,16 +41,18 @@ def main() -> None:
         size_mib = pdf.stat().st_size / 2**20
         rows = [("before the job", 0, 0.0, peak_rss_mib())]
         started = time.monotonic()
-        marks = {max(1, args.pages // 10), args.pages}
+        marks = [max(1, args.pages // 10), args.pages // 2, args.pages]
 
         def progress(done: int, total: int) -> None:
-            if done in marks and all(row[1] != done for row in rows):
+            while marks and done >= marks[0]:
+                marks.pop(0)
                 rows.append((f"after {done} pages", done, time.monotonic() - started, peak_rss_mib()))
 
         settings = Settings(
             document_max_tokens=args.max_tokens, document_longest_side=args.longest_side,
             document_temperatures=[0.0], document_max_pages=max(500, args.pages),
         )  # fmt: skip
+        ensure_model(settings)  # builds the random-weight demo model on first use
         result = asyncio.run(run_local(settings, [pdf], Submission(), on_progress=progress, poll_s=0.05))
 
     pages = sum(p["status"] in ("succeeded", "failed") for p in result["pages"])
