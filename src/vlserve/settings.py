@@ -95,6 +95,9 @@ class Settings(BaseSettings):
         description="One attempt per temperature: a page cut off, not JSON or off-schema is retried at the next.",
     )
     document_concurrency: int = Field(default=0, ge=0, description="Pages in flight per server (0: the batch size).")
+    document_keep_files: bool = Field(
+        default=False, description="Keep a job's uploaded files in the database after it ends (results are kept)."
+    )
     document_worker: bool = Field(default=True, description="Process document pages in this server.")
     document_lease_s: float = Field(
         default=30.0, gt=0, description="A page held by a worker that stops renewing is taken over after this."

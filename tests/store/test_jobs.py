@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from sqlalchemy.exc import NoResultFound
 
 from vlserve.store.db import make_engine, make_sessions, migrate, utcnow
 from vlserve.store.jobs import JobStore, NewFile, NewPage, PageOutcome
@@ -58,6 +59,20 @@ def test_pages_are_claimed_in_order_and_a_finished_page_is_never_handed_out_agai
     assert ended is not None and ended.status == "succeeded" and ended.finished_at is not None
     assert store.end_if_done("doc_a") is None, "a job ends once"
     assert [p.text for p in store.get("doc_a").pages] == ["page one", "ok"]
+    with pytest.raises(NoResultFound):  # the upload went with the end of the job; the results stay
+        store.file_content("doc_a", 0)
+
+
+def test_uploads_are_kept_when_asked(database_url):
+    migrate(database_url)
+    engine = make_engine(database_url)
+    keeping = JobStore(make_sessions(engine), keep_files=True)
+    new_job(keeping, 1)
+    page = keeping.claim("w", lease_s=60)
+    keeping.finish_page(page.page_id, "w", done())
+    assert keeping.end_if_done("doc_a").status == "succeeded"
+    assert keeping.file_content("doc_a", 0) == b"%PDF-1.7 bytes"
+    engine.dispose()
 
 
 def test_concurrent_workers_never_claim_the_same_page(store):
@@ -113,6 +128,8 @@ def test_cancel_drops_queued_pages_and_refuses_the_running_ones_result(store):
     assert store.claim("w", lease_s=60) is None
     job = store.get("doc_a")
     assert job.status == "cancelled" and {p.status for p in job.pages} == {"cancelled"}
+    with pytest.raises(NoResultFound):
+        store.file_content("doc_a", 0)
 
 
 def test_a_job_whose_pages_all_failed_is_failed(store):

@@ -24,7 +24,7 @@ class DocumentService:
         self._settings = settings
         self._chat = chat
         self._db = make_engine(settings.database())
-        self.store = JobStore(make_sessions(self._db))
+        self.store = JobStore(make_sessions(self._db), keep_files=settings.document_keep_files)
         self._intake = DocumentIntake(self.store, settings)
         source = PageSource(self.store, settings.data_dir / "documents", settings.image_limits())
         self.runner = DocumentRunner(self.store, chat, source, settings) if settings.document_worker else None

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
-from sqlalchemy.orm import selectinload, sessionmaker
+from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from vlserve.store.db import utcnow
 from vlserve.store.models import ENDED, Document, DocumentFile, Page
@@ -67,8 +67,13 @@ def _claimable(now: Any) -> Any:
 
 
 class JobStore:
-    def __init__(self, sessions: sessionmaker) -> None:
+    def __init__(self, sessions: sessionmaker, *, keep_files: bool = False) -> None:
         self._sessions = sessions
+        self._keep_files = keep_files  # False: a job's uploads are deleted when it ends (its results stay)
+
+    def _drop_files(self, session: Session, document_id: str) -> None:
+        if not self._keep_files:
+            session.execute(delete(DocumentFile).where(DocumentFile.document_id == document_id))
 
     # --- the API side --------------------------------------------------------------------------
     def create(self, document: Document, files: Sequence[NewFile], pages: Sequence[NewPage]) -> Document:
@@ -135,6 +140,7 @@ class JobStore:
                 .where(Page.document_id == document_id, Page.status.in_(("queued", "running")))
                 .values(status="cancelled", finished_at=now, worker=None, lease_until=None)
             )
+            self._drop_files(session, document_id)
             return True
 
     # --- the worker side -------------------------------------------------------------------------
@@ -241,6 +247,7 @@ class JobStore:
             )
             if result.rowcount != 1:
                 return None
+            self._drop_files(session, document_id)
         return self.get(document_id)
 
     def file_content(self, document_id: str, position: int) -> bytes:
