@@ -13,6 +13,7 @@ from tests.api.fakes import FakeEngine
 from tests.api.test_bad_input import assert_error
 from tests.support.images import encode, solid
 from tests.support.pdfs import encrypted, text_pdf
+from vlserve.errors import RateLimitError
 
 # The fake engine answers a JSON object mapping each word of the prompt to its length.
 WORDS = {"type": "object", "properties": {"how": {"type": "integer"}}, "required": ["how"]}
@@ -141,3 +142,28 @@ def test_size_and_page_limits(make_client):
     big = ("big.png", encode(noise), "image/png")
     assert len(big[1]) > 64 * 1024
     assert_error(submit(api, [big]), 413, code="payload_too_large", param="file[0]")
+
+
+class BusyOnce(FakeEngine):
+    """Answers 429 (queue full) to the first generation, as a server saturated by chat traffic would."""
+
+    def __init__(self) -> None:
+        super().__init__(max_model_len=400)
+        self.refused = 0
+
+    async def generate(self, prompt, params):
+        if not self.refused:
+            self.refused += 1
+            raise RateLimitError("the server is at capacity")
+        async for delta in super().generate(prompt, params):
+            yield delta
+
+
+def test_a_page_the_busy_engine_refused_is_put_back_and_read_later_not_failed(make_client):
+    engine = BusyOnce()
+    api = make_client(engine, **SETTINGS)
+    job = submit(api, [png()], prompt="how long", json_schema=WORDS).json()
+    assert wait_ended(api, job["id"])["status"] == "succeeded"
+    assert engine.refused == 1
+    page = api.get(f"/v1/documents/{job['id']}/result").json()["pages"][0]
+    assert page["attempts"] == 1 and page["data"] == {"how": 3, "long": 4}

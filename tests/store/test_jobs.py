@@ -119,6 +119,14 @@ def test_renewal_keeps_the_lease_and_a_restart_releases_its_own_pages_at_once(st
     assert store.claim("host:8080", lease_s=60).page_id == page.page_id
 
 
+def test_a_page_put_back_is_claimed_again_and_only_its_holder_can_put_it_back(store):
+    new_job(store, 1)
+    page = store.claim("w", lease_s=60)
+    assert not store.put_back(page.page_id, "someone else")
+    assert store.put_back(page.page_id, "w")
+    assert store.claim("v", lease_s=60).page_id == page.page_id
+
+
 def test_cancel_drops_queued_pages_and_refuses_the_running_ones_result(store):
     new_job(store, 3)
     running = store.claim("w", lease_s=60)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from vlserve.api.chat_service import ChatService
 from vlserve.engine.base import ChatTurn, SamplingParams
-from vlserve.errors import ClientError, ModelOutputError
+from vlserve.errors import ClientError, ModelOutputError, RateLimitError
 from vlserve.store.jobs import PageOutcome
 from vlserve.structured import OutputFormat
 
@@ -66,6 +66,8 @@ async def read_page(
         except ModelOutputError as exc:
             record.update(ms=_ms(t0), error=exc.message)
             continue
+        except RateLimitError:  # the engine is busy, the page is fine: the worker puts it back
+            raise
         except ClientError as exc:  # the same request would fail again at any temperature
             record.update(ms=_ms(t0), error=exc.message)
             return _failed(exc.message, tried, started)

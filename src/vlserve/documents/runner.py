@@ -19,7 +19,7 @@ from vlserve.documents.pipeline import PageTask, page_prompt, read_page
 from vlserve.documents.sources import PageSource
 from vlserve.documents.views import webhook_payload
 from vlserve.documents.webhook import WebhookSender
-from vlserve.errors import VLServeError
+from vlserve.errors import RateLimitError, ServiceUnavailableError, VLServeError
 from vlserve.settings import Settings
 from vlserve.store.jobs import ClaimedPage, JobStore, PageOutcome
 from vlserve.structured import OutputFormat
@@ -73,7 +73,11 @@ class DocumentRunner:
             if page is None:
                 await self._idle()
                 continue
-            await self._process(page)
+            try:
+                await self._process(page)
+            except Exception:  # the database went away mid-page: the lease runs out and the page is retried
+                log.exception("document %s page %d: could not be stored", page.document_id, page.page_number)
+                await asyncio.sleep(self._settings.document_poll_s)
 
     async def _process(self, page: ClaimedPage) -> None:
         options = page.options
@@ -93,6 +97,11 @@ class DocumentRunner:
             outcome = await read_page(self._chat, task, wanted=lambda: self._wanted(page))
             if outcome is not None and outcome.detail is not None:
                 outcome.detail.update(render_ms=render_ms, worker=self.worker)
+        except (RateLimitError, ServiceUnavailableError) as exc:  # busy, not broken: try the page again later
+            log.info("document %s page %d: put back (%s)", page.document_id, page.page_number, exc.message)
+            await asyncio.to_thread(self._store.put_back, page.page_id, self.worker)
+            await asyncio.sleep(self._settings.document_poll_s)
+            return
         except VLServeError as exc:  # e.g. an image file that cannot be decoded: this page fails, the job goes on
             outcome = PageOutcome("failed", 0, error=exc.message)
         except Exception:

@@ -191,6 +191,16 @@ class JobStore:
                 )  # fmt: skip
         return None
 
+    def put_back(self, page_id: int, worker: str) -> bool:
+        """Return a held page to the queue unread (the engine was too busy to take it)."""
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(Page)
+                .where(Page.id == page_id, Page.worker == worker, Page.status == "running")
+                .values(status="queued", worker=None, lease_until=None)
+            )
+            return result.rowcount == 1
+
     def renew(self, worker: str, lease_s: float) -> int:
         with self._sessions.begin() as session:
             result = session.execute(
