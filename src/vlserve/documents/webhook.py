@@ -30,7 +30,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import anyio
@@ -39,7 +38,7 @@ import httpx
 from vlserve import __version__
 from vlserve.errors import ClientError
 from vlserve.media.address_guard import Allowlist, check_url, parse_allowlist
-from vlserve.media.guarded_transport import AddressRefused, Resolver, guarded_client, resolve
+from vlserve.media.guarded_transport import AddressRefused, GuardedClientOwner, Resolver, guarded_client, resolve
 
 SIGNATURE_HEADER = "X-Vlserve-Signature"
 TIMESTAMP_HEADER = "X-Vlserve-Timestamp"
@@ -134,7 +133,7 @@ def _judge(response: httpx.Response) -> _Outcome:
     return _Outcome(code, f"receiver rejected the delivery with HTTP {code}")
 
 
-class WebhookSender:
+class WebhookSender(GuardedClientOwner):
     """Delivers signed webhooks; one instance (one connection pool) per server, closed at shutdown."""
 
     def __init__(
@@ -154,18 +153,6 @@ class WebhookSender:
             resolver=resolver,
             headers={"User-Agent": f"vlserve-webhook/{__version__}", "Content-Type": "application/json"},
         )
-
-    async def __aenter__(self) -> WebhookSender:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._client.aclose()
 
     async def deliver(
         self, url: str, secret: str, event: str, payload: dict[str, Any], *, attempts: int = 5, backoff_s: float = 1.0

@@ -8,14 +8,13 @@ body is streamed and abandoned as soon as it exceeds the size limit.
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
-from types import TracebackType
 
 import anyio
 import httpx
 
 from vlserve.errors import MediaFetchError
 from vlserve.media.address_guard import check_url, parse_allowlist, refused
-from vlserve.media.guarded_transport import AddressRefused, Resolver, guarded_client, resolve
+from vlserve.media.guarded_transport import AddressRefused, GuardedClientOwner, Resolver, guarded_client, resolve
 from vlserve.media.limits import payload_too_large
 
 
@@ -26,7 +25,7 @@ def _user_agent() -> str:
         return "vlserve/dev"
 
 
-class ImageFetcher:
+class ImageFetcher(GuardedClientOwner):
     """Downloads image URLs safely; one instance (one connection pool) per server, closed at shutdown."""
 
     def __init__(
@@ -48,18 +47,6 @@ class ImageFetcher:
             resolver=resolver,
             headers={"User-Agent": _user_agent(), "Accept": "image/*", "Accept-Encoding": "identity"},
         )
-
-    async def __aenter__(self) -> ImageFetcher:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._client.aclose()
 
     async def fetch(self, url: str, *, param: str) -> bytes:
         """The body of ``url`` (http/https), following at most ``max_redirects`` validated redirects."""

@@ -13,6 +13,8 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from http.cookiejar import CookieJar, DefaultCookiePolicy
+from types import TracebackType
+from typing import Self
 
 import anyio
 import httpcore
@@ -199,3 +201,21 @@ def guarded_client(
         cookies=_no_cookies(),
         headers=headers,
     )
+
+
+class GuardedClientOwner:
+    """Base of the classes that own one guarded client (one connection pool): async context manager."""
+
+    _client: httpx.AsyncClient
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
