@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -167,3 +168,34 @@ def test_a_page_the_busy_engine_refused_is_put_back_and_read_later_not_failed(ma
     assert engine.refused == 1
     page = api.get(f"/v1/documents/{job['id']}/result").json()["pages"][0]
     assert page["attempts"] == 1 and page["data"] == {"how": 3, "long": 4}
+
+
+class Slow(FakeEngine):
+    """Holds every generation until released, so a job can be cancelled while a page is being read."""
+
+    def __init__(self) -> None:
+        super().__init__(max_model_len=400)
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def generate(self, prompt, params):
+        self.started.set()
+        await self.release.wait()
+        async for delta in super().generate(prompt, params):
+            yield delta
+
+
+def test_cancelling_a_running_job_discards_the_page_in_flight_and_its_cached_file(make_client, tmp_path):
+    engine = Slow()
+    api = make_client(engine, data_dir=tmp_path, **SETTINGS)
+    job = submit(api, [pdf(2)]).json()
+    api.portal.call(engine.started.wait)
+    assert (tmp_path / "documents" / job["id"]).is_dir(), "the worker cached the PDF to render its page"
+    assert api.delete(f"/v1/documents/{job['id']}").json()["status"] == "cancelled"
+    api.portal.call(engine.release.set)
+    deadline = time.monotonic() + 10
+    while (tmp_path / "documents" / job["id"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not (tmp_path / "documents" / job["id"]).exists()
+    result = api.get(f"/v1/documents/{job['id']}/result").json()
+    assert {p["status"] for p in result["pages"]} == {"cancelled"}, "the page in flight was not stored"

@@ -22,6 +22,7 @@ from vlserve.documents.webhook import WebhookSender
 from vlserve.errors import RateLimitError, ServiceUnavailableError, VLServeError
 from vlserve.settings import Settings
 from vlserve.store.jobs import ClaimedPage, JobStore, PageOutcome
+from vlserve.store.models import ENDED
 from vlserve.structured import OutputFormat
 
 log = logging.getLogger("vlserve.documents")
@@ -109,6 +110,9 @@ class DocumentRunner:
             outcome = PageOutcome("failed", 0, error="reading the page failed; see the server log")
         if outcome is None or not await asyncio.to_thread(self._store.finish_page, page.page_id, self.worker, outcome):
             log.info("document %s page %d: given up (cancelled or taken over)", page.document_id, page.page_number)
+            doc = await asyncio.to_thread(self._store.get, page.document_id)
+            if doc is None or doc.status in ENDED:  # cancelled: its cached files are no longer needed here
+                await asyncio.to_thread(self._source.forget, page.document_id)
         else:
             log.info(
                 "document %s page %d: %s after %d attempt(s)",
