@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from typing import Literal
 
+import httpx
 import openai
 import pytest
 from pydantic import BaseModel, Field
 
-from tests.support.images import chart_url
+from tests.support.images import chart, chart_url, encode
 
 pytestmark = pytest.mark.e2e
 
@@ -60,3 +61,22 @@ def test_an_invalid_schema_is_a_400_from_the_real_server(openai_client):
         openai_client.chat.completions.create(model=MODEL, messages=messages(), response_format=bad, max_tokens=8)
     assert caught.value.body["param"] == "response_format.json_schema.schema"
     assert "minProperties" in caught.value.body["message"]
+
+
+LOOKBEHIND = {"type": "object", "properties": {"code": {"type": "string", "pattern": "(?<=a)b"}}}
+
+
+def test_a_valid_schema_the_grammar_cannot_express_is_a_400_naming_why(openai_client, server):
+    fmt = {"type": "json_schema", "json_schema": {"name": "codes", "schema": LOOKBEHIND}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        openai_client.chat.completions.create(model=MODEL, messages=messages(), response_format=fmt, max_tokens=8)
+    assert caught.value.body["param"] == "response_format.json_schema.schema"
+    assert "Lookbehind is not supported" in caught.value.body["message"]
+    # The same schema for a document job is refused at submission, naming that endpoint's field.
+    r = httpx.post(
+        f"{server.url}/v1/documents",
+        files={"file": ("page.png", encode(chart(2)), "image/png")},
+        data={"json_schema": json.dumps(LOOKBEHIND)},
+    )
+    assert r.status_code == 400 and r.json()["error"]["param"] == "json_schema"
+    assert "cannot be enforced while decoding" in r.json()["error"]["message"]

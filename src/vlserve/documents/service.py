@@ -50,9 +50,8 @@ class DocumentService:
         if output is not None:  # a schema the grammar cannot enforce is refused now, not on every page
             try:
                 await self._chat.engine.check_output(output)
-            except ClientError as exc:
-                raise ClientError(exc.message.replace("response_format.json_schema.schema", "json_schema"),
-                                  param="json_schema") from None  # fmt: skip
+            except ClientError as exc:  # the same problem, named by this endpoint's field
+                raise ClientError(exc.message, param="json_schema") from None
         doc, secret = await asyncio.to_thread(self._intake.submit, uploads, form, output)
         if self.runner is not None:
             self.runner.wake()

@@ -44,7 +44,7 @@ class GrammarCache:
         except (RuntimeError, ValueError) as exc:
             reason = _NATIVE_PREFIX.sub("", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
             raise ClientError(
-                f"response_format.json_schema.schema cannot be enforced: {reason or type(exc).__name__}",
+                f"the JSON Schema cannot be enforced while decoding: {reason or type(exc).__name__}",
                 param="response_format.json_schema.schema",
             ) from None
 
