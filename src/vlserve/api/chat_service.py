@@ -111,12 +111,11 @@ class ChatService:
             last = delta
         if last is None or last.finish_reason is None:
             raise ServerError("generation ended without a result")
-        error = answer_error("".join(pieces), last.finish_reason, params.output)
+        text = "".join(pieces)
+        error = answer_error(text, last.finish_reason, params.output)
         if error is not None:
             raise error
-        return Completion(
-            "".join(pieces), last.finish_reason, prompt.num_tokens, last.completion_tokens, last.token_ids
-        )
+        return Completion(text, last.finish_reason, prompt.num_tokens, last.completion_tokens, last.token_ids)
 
     def chat_response(self, completion: Completion, request_id: str, *, token_ids: bool = False) -> dict:
         choice = {

@@ -18,9 +18,9 @@ import httpx
 
 from vlserve.documents.intake import Submission, Upload
 from vlserve.settings import Settings
+from vlserve.store.models import ENDED
 
 Progress = Callable[[int, int], None]
-ENDED = ("succeeded", "failed", "cancelled")
 
 
 def _content_type(path: Path) -> str:

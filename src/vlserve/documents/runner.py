@@ -149,10 +149,9 @@ class DocumentRunner:
                 if doc is None:
                     await self._idle()
                     continue
-                counts = await asyncio.to_thread(self._store.page_counts, doc.id)
                 secret = s.webhook_secret or doc.webhook_secret or ""
                 result = await sender.deliver(
-                    doc.webhook_url, secret, f"document.{doc.status}", webhook_payload(doc, counts),
+                    doc.webhook_url, secret, f"document.{doc.status}", webhook_payload(doc),
                     attempts=s.webhook_attempts,
                 )  # fmt: skip
                 log.info("webhook for %s: %s after %d attempt(s)", doc.id, result.delivered, result.attempts)

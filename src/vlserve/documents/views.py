@@ -73,7 +73,8 @@ def job_result(doc: Document) -> dict[str, Any]:
     return {"id": doc.id, "object": "document.result", "status": doc.status, "pages": pages, "document": merged}
 
 
-def webhook_payload(doc: Document, counts: dict[str, int]) -> dict[str, Any]:
+def webhook_payload(doc: Document) -> dict[str, Any]:
+    counts = _counts(doc)
     return {
         "id": doc.id,
         "object": "document",

@@ -9,7 +9,6 @@ The answer is compact JSON with ``", "`` and ``": "`` separators, the form the d
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -20,8 +19,6 @@ from transformers import LogitsProcessor
 
 from vlserve.errors import ClientError
 from vlserve.structured import OutputFormat
-
-log = logging.getLogger("vlserve.engine")
 
 _CACHE_BYTES = 64 * 2**20
 _NATIVE_PREFIX = re.compile(r"^\[[\d:]+\]\s+\S+:\d+:\s*")  # "[06:50:01] /path/file.cc:4944: "
@@ -59,10 +56,6 @@ class GrammarMask(LogitsProcessor):
         self._bitmask = xgr.allocate_token_bitmask(len(self._matchers), vocab_size)
         self._vocab_size = vocab_size
         self._started = False
-
-    @property
-    def active(self) -> bool:
-        return any(m is not None for m in self._matchers)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         rows = []

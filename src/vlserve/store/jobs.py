@@ -117,13 +117,6 @@ class JobStore:
                     )
             return list(session.scalars(query.options(selectinload(Document.pages))))
 
-    def page_counts(self, document_id: str) -> dict[str, int]:
-        with self._sessions() as session:
-            rows = session.execute(
-                select(Page.status, func.count()).where(Page.document_id == document_id).group_by(Page.status)
-            )
-            return {status: count for status, count in rows}
-
     def cancel(self, document_id: str) -> bool:
         """Cancel a job that has not ended; False when it had already ended."""
         now = utcnow()

@@ -47,13 +47,17 @@ def _where(path: Any) -> str:
     return parts.lstrip(".") or "the top level"
 
 
+def _validator_class(schema: dict[str, Any]) -> type:
+    """The validator of the draft ``schema`` declares (``$schema``), else 2020-12."""
+    return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+
+
 def check_schema(schema: Any, param: str) -> None:
     """ClientError naming the problem unless ``schema`` is a JSON Schema object (any draft it declares)."""
     if not isinstance(schema, dict):
         raise ClientError(f"{param} must be a JSON Schema object, got {type(schema).__name__}", param=param)
-    validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
-        validator.check_schema(schema)
+        _validator_class(schema).check_schema(schema)
     except SchemaError as exc:
         raise ClientError(
             f"{param} is not a valid JSON Schema: {exc.message} (at {_where(exc.path)})", param=param
@@ -96,8 +100,7 @@ def validate_output(text: str, output: OutputFormat) -> str | None:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         return f"the answer is not valid JSON: {exc.msg} at character {exc.pos}"
-    validator_class = jsonschema.validators.validator_for(output.schema, default=jsonschema.Draft202012Validator)
-    error = best_match(validator_class(output.schema).iter_errors(value))
+    error = best_match(_validator_class(output.schema)(output.schema).iter_errors(value))
     if error is None:
         return None
     return f"the answer does not match the schema: {error.message} (at {_where(error.absolute_path)})"
