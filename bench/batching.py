@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from vlserve.engine.base import ChatTurn, SamplingParams
-from vlserve.engine.transformers_engine import TransformersEngine
+from vlserve.engine.transformers import TransformersEngine
 from vlserve.settings import Settings
 
 

@@ -30,7 +30,7 @@ def _settings(**overrides: object) -> Settings:
 
 def ensure_model(settings: Settings) -> Path:
     """The checkpoint to serve; builds the demo model on first use when none is configured."""
-    from vlserve.engine.checkpoint import CheckpointError, read_config
+    from vlserve.engine.checkpoint_files import CheckpointError, read_config
 
     model_dir = settings.model_dir()
     if settings.model is None and not (model_dir / "config.json").is_file():

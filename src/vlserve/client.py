@@ -80,19 +80,19 @@ def ask_remote(
 async def ask_local(
     settings: Settings, images: Sequence[str], prompt: str, *, max_tokens: int | None, temperature: float | None
 ) -> None:
-    from vlserve.engine import ChatTurn, build_engine
+    from vlserve.engine import ChatTurn, EngineRequest, SamplingParams
     from vlserve.media import load_image
+    from vlserve.runtime import open_runtime
 
     limits = settings.image_limits()
     decoded = [load_image(Path(p).read_bytes(), limits, param=p) for p in images]
-    engine = build_engine(settings.model_copy(update={"warmup": False}))
-    await engine.start()
-    try:
-        params = engine.info.default_sampling.merge(max_tokens=max_tokens, temperature=temperature)
-        prompt_ = await engine.prepare([ChatTurn.user(prompt, len(decoded))], decoded)
-        async for delta in engine.generate(prompt_, params):
+    async with open_runtime(settings.model_copy(update={"warmup": False}), documents=False) as runtime:
+        if not await runtime.load():
+            raise RuntimeError(f"the model could not be loaded: {runtime.load_error}")
+        generation = runtime.generation
+        params = SamplingParams(max_tokens=max_tokens, temperature=temperature)
+        prepared = await generation.prepare(EngineRequest.chat([ChatTurn.user(prompt, len(decoded))], decoded))
+        async for delta in await generation.stream(prepared, params):
             sys.stdout.write(delta.text)
             sys.stdout.flush()
         sys.stdout.write("\n")
-    finally:
-        await engine.close()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shlex
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vlserve.media.limits import ImageLimits
@@ -36,7 +37,11 @@ class Settings(BaseSettings):
     served_model_name: str | None = Field(
         default=None, description="Model id clients send; defaults to the checkpoint directory name."
     )
-    engine: Literal["transformers"] = Field(default="transformers", description="Inference backend.")
+    engine: Literal["transformers", "vllm", "remote"] = Field(
+        default="transformers",
+        description="Inference backend: transformers (in-process), vllm (a vLLM child vlserve starts and "
+        "supervises) or remote (an existing OpenAI-compatible vLLM / SGLang fleet).",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: cuda when present.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto", description="auto: bfloat16 on CUDA, float32 on CPU."
@@ -50,10 +55,45 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="How long the scheduler waits to fill a batch once one request is in."
     )
     max_model_len: int | None = Field(
-        default=None, ge=16, description="Context limit (prompt + completion); default from the checkpoint."
+        default=None,
+        ge=16,
+        description="Context limit (prompt + completion); default: the checkpoint's (transformers), "
+        "32768 (vllm), the upstream's (remote).",
     )
     default_max_tokens: int = Field(default=512, ge=1, description="Completion limit when a request sets none.")
     warmup: bool = Field(default=True, description="Run one generation (with an image) before ready.")
+
+    # --- remote engine (an existing OpenAI-compatible fleet) ----------------------------------
+    upstream: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="OpenAI base URLs of the upstream servers, comma-separated (http://vllm:8000/v1; /v1 optional).",
+    )
+    upstream_model: str | None = Field(
+        default=None, description="Model name sent upstream; default: the first model the upstream lists."
+    )
+    upstream_api_key: SecretStr | None = Field(default=None, description="Bearer token for the upstream.")
+    upstream_connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to connect to an upstream.")
+    upstream_first_token_timeout: float = Field(
+        default=300.0, gt=0, description="Seconds from sending a request to its first token."
+    )
+    upstream_timeout: float = Field(default=900.0, gt=0, description="Seconds for a whole upstream request.")
+    upstream_health_interval: float = Field(default=5.0, gt=0, description="Seconds between upstream health checks.")
+    upstream_max_inflight: int = Field(
+        default=256, ge=1, description="Requests in flight to the upstreams before 429 Retry-After."
+    )
+    upstream_image_format: Literal["png", "jpeg"] = Field(
+        default="png", description="How images are sent upstream: png (lossless) or jpeg (quality 90, smaller)."
+    )
+
+    # --- vllm engine (a vLLM child supervised by vlserve) ---------------------------------------
+    vllm_executable: str = Field(default="vllm", description="The vllm command (a name on PATH or a path).")
+    vllm_tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs the model is split over.")
+    vllm_expert_parallel: bool = Field(default=False, description="Spread MoE experts over the GPUs (EP).")
+    vllm_gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, description="Share of GPU memory vLLM takes.")
+    vllm_quantization: str | None = Field(default=None, description="vLLM --quantization, e.g. fp8.")
+    vllm_args: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Extra arguments for vllm serve, as a shell-quoted string."
+    )
 
     # --- images ------------------------------------------------------------------------------
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="Per image, encoded bytes.")
@@ -126,6 +166,26 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("upstream", mode="before")
+    @classmethod
+    def _split_upstreams(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("upstream")
+    @classmethod
+    def _check_upstreams(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"upstream URLs must start with http:// or https://, got {url[:40]!r}")
+        return value
+
+    @field_validator("vllm_args", mode="before")
+    @classmethod
+    def _split_vllm_args(cls, value: object) -> object:
+        return shlex.split(value) if isinstance(value, str) else value
+
     @field_validator("document_temperatures", mode="before")
     @classmethod
     def _split_temperatures(cls, value: object) -> object:
@@ -154,6 +214,14 @@ class Settings(BaseSettings):
             raise ValueError("min_pixels must not exceed max_pixels")
         return self
 
+    @model_validator(mode="after")
+    def _check_engine(self) -> Settings:
+        if self.engine == "remote" and not self.upstream:
+            raise ValueError("the remote engine needs at least one upstream (--upstream URL or VLSERVE_UPSTREAM)")
+        if self.engine != "remote" and self.upstream:
+            raise ValueError("upstream is set, but the engine is not remote (add --engine remote)")
+        return self
+
     def model_dir(self) -> Path:
         """The configured checkpoint; unset: the bundled trained demo, else the random one (built on use)."""
         if self.model is not None:
@@ -178,4 +246,9 @@ class Settings(BaseSettings):
         return self.data_dir / "models" / DEMO_MODEL_NAME
 
     def model_name(self) -> str:
-        return self.served_model_name or self.model_dir().name
+        """The model id clients send (remote: the upstream's, unless served_model_name says otherwise)."""
+        if self.served_model_name:
+            return self.served_model_name
+        if self.engine == "remote":
+            return self.upstream_model or ""
+        return self.model_dir().name

@@ -53,23 +53,30 @@ def sse_events(text: str) -> list:
     return [json.loads(line) for line in lines[:-1]]
 
 
-def test_streaming_sends_deltas_then_a_final_chunk_with_usage(client):
-    body = {
-        "messages": image_message(data_url(png_bytes()), data_url(png_bytes((20, 10)))),
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+def stream_events(client, **extra) -> list[dict]:
+    body = {"messages": image_message(data_url(png_bytes()), data_url(png_bytes((20, 10)))), "stream": True, **extra}
     with client.stream("POST", "/v1/chat/completions", json=body) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
-        events = sse_events(r.read().decode())
+        return sse_events(r.read().decode())
+
+
+def test_streaming_sends_deltas_a_finish_chunk_then_usage_once_as_openai_does(client):
+    events = stream_events(client, stream_options={"include_usage": True})
     assert events[0]["choices"][0]["delta"]["role"] == "assistant"
     text = "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"])
     assert text == "images: 64x48 20x10 said: what is this"
     final = [e for e in events if e["choices"] and e["choices"][0]["finish_reason"]]
     assert len(final) == 1 and final[0]["choices"][0]["finish_reason"] == "stop"
-    assert final[0]["usage"]["prompt_tokens"] == 23
-    assert events[-1]["choices"] == [] and events[-1]["usage"] == final[0]["usage"]
+    assert [e for e in events if "usage" in e] == [events[-1]]  # usage only on the last chunk
+    assert events[-1]["choices"] == []
+    assert events[-1]["usage"] == {"prompt_tokens": 23, "completion_tokens": 7, "total_tokens": 30}
+
+
+def test_streaming_without_include_usage_sends_no_usage(client):
+    events = stream_events(client)
+    assert events[-1]["choices"][0]["finish_reason"] == "stop"
+    assert not [e for e in events if "usage" in e]
 
 
 def test_models_lists_the_served_model_with_limits(client):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoImageProcessor, AutoTokenizer
 
-from vlserve.engine.prompting import PromptBuilder
+from vlserve.engine.transformers.prompting import PromptBuilder
 
 
 @pytest.fixture(scope="session")

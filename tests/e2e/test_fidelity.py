@@ -17,7 +17,7 @@ from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTo
 from tests.e2e.server import FAST_IMAGES
 from tests.support.images import chart, data_url, encode
 from vlserve.engine.base import ChatTurn
-from vlserve.engine.prompting import PromptBuilder
+from vlserve.engine.transformers.prompting import PromptBuilder
 from vlserve.settings import Settings
 
 pytestmark = pytest.mark.e2e

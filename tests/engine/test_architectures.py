@@ -20,8 +20,8 @@ from transformers import (
     Qwen3VLForConditionalGeneration,
 )
 
-from vlserve.engine.base import ChatTurn, SamplingParams
-from vlserve.engine.transformers_engine import TransformersEngine
+from vlserve.engine.base import ChatTurn, EngineRequest, SamplingParams
+from vlserve.engine.transformers import TransformersEngine
 from vlserve.settings import Settings
 
 VISION = {"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 4, "out_hidden_size": 64}
@@ -84,7 +84,7 @@ def test_engine_serves_the_family(kind, architecture, pixels_per_token, demo_mod
         await engine.start()
         try:
             image = Image.new("RGB", (448, 224), "red")  # a multiple of both 28 and 32: no resize
-            prompt = await engine.prepare([ChatTurn.user("what colour?", 1)], [image])
+            prompt = await engine.prepare(EngineRequest.chat([ChatTurn.user("what colour?", 1)], [image]))
             deltas = [d async for d in engine.generate(prompt, SamplingParams(max_tokens=5))]
             return engine.info, prompt, deltas
         finally:
@@ -94,4 +94,4 @@ def test_engine_serves_the_family(kind, architecture, pixels_per_token, demo_mod
     assert info.architecture == architecture
     assert sum(prompt.mm_token_type_ids) == 448 * 224 // pixels_per_token
     assert deltas[-1].finish_reason in ("stop", "length")
-    assert 1 <= deltas[-1].completion_tokens <= 5
+    assert 1 <= deltas[-1].usage.completion_tokens <= 5

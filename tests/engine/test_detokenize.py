@@ -1,6 +1,6 @@
 """Streaming text release: whole characters only, stop strings cut and never leaked."""
 
-from vlserve.engine.detokenize import StreamDecoder
+from vlserve.engine.transformers.detokenize import StreamDecoder
 
 
 def byte_decoder(tokens: list[int]) -> str:

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from tests.support.images import chart
-from vlserve.engine.base import ChatTurn, SamplingParams
-from vlserve.engine.checkpoint import load_checkpoint
-from vlserve.engine.grammar import GrammarCache, GrammarMask
-from vlserve.engine.transformers_engine import TransformersEngine
+from vlserve.engine.base import ChatTurn, EngineRequest, SamplingParams
+from vlserve.engine.transformers import TransformersEngine
+from vlserve.engine.transformers.checkpoint import load_checkpoint
+from vlserve.engine.transformers.grammar import GrammarCache, GrammarMask
 from vlserve.errors import ClientError
 from vlserve.settings import Settings
 from vlserve.structured import OutputFormat, validate_output
@@ -98,19 +98,20 @@ def test_engine_batches_constrained_and_free_requests_together(demo_model):
         await engine.start()
         try:
             turns = [ChatTurn("user", ({"type": "image"}, {"type": "text", "text": "describe the chart"}))]
-            prompt = await engine.prepare(turns, [chart(7)])
+            prompt = await engine.prepare(EngineRequest.chat(turns, [chart(7)]))
             await engine.check_output(CHART)
 
             async def answer(params):
                 return [d async for d in engine.generate(prompt, params)]
 
             constrained, free = await asyncio.gather(
-                answer(SamplingParams(max_tokens=60, output=CHART)), answer(SamplingParams(max_tokens=12))
+                answer(SamplingParams(max_tokens=60, temperature=0, output=CHART)),
+                answer(SamplingParams(max_tokens=12, temperature=0)),
             )
             assert engine.scheduler.batch_sizes[-1] == 2
             assert constrained[-1].finish_reason == "stop"
             assert validate_output("".join(d.text for d in constrained), CHART) is None
-            alone = await answer(SamplingParams(max_tokens=12))
+            alone = await answer(SamplingParams(max_tokens=12, temperature=0))
             assert "".join(d.text for d in free) == "".join(d.text for d in alone)  # the mask left it alone
         finally:
             await engine.close()

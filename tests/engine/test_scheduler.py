@@ -5,8 +5,9 @@ import threading
 
 import pytest
 
-from vlserve.engine.base import Delta, Prompt, SamplingParams
-from vlserve.engine.scheduler import Scheduler
+from vlserve.engine.base import Delta, EngineRequest, SamplingParams
+from vlserve.engine.transformers.prompting import Prompt
+from vlserve.engine.transformers.scheduler import Scheduler
 from vlserve.errors import RateLimitError, ServerError
 
 
@@ -28,11 +29,11 @@ class RecordingRunner:
         self.batches.append([r.prompt.input_ids[0] for r in batch])
         for request in batch:
             if not request.cancelled.is_set():
-                request.emit(Delta(f"batch={len(batch)}", finish_reason="stop", completion_tokens=1))
+                request.emit(Delta(f"batch={len(batch)}", finish_reason="stop", token_ids=(1,)))
 
 
 def prompt(tag: str) -> Prompt:
-    return Prompt(input_ids=[tag], mm_token_type_ids=[0])  # type: ignore[list-item]
+    return Prompt(EngineRequest(()), input_ids=[tag], mm_token_type_ids=[0])  # type: ignore[list-item]
 
 
 async def collect(scheduler: Scheduler, tag: str) -> str:

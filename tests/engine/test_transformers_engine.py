@@ -10,11 +10,12 @@ import torch
 from transformers import GenerationConfig
 
 from tests.support.images import chart
-from vlserve.engine.base import ChatTurn, SamplingParams
-from vlserve.engine.checkpoint import CheckpointError, load_checkpoint, read_config, sampling_defaults
-from vlserve.engine.hf_runner import collate
-from vlserve.engine.prompting import PromptBuilder
-from vlserve.engine.transformers_engine import TransformersEngine, completion_budget
+from vlserve.engine.base import ChatTurn, EngineRequest, SamplingParams
+from vlserve.engine.budget import completion_budget
+from vlserve.engine.transformers import TransformersEngine
+from vlserve.engine.transformers.checkpoint import CheckpointError, load_checkpoint, read_config, sampling_defaults
+from vlserve.engine.transformers.prompting import PromptBuilder
+from vlserve.engine.transformers.runner import collate
 from vlserve.errors import ClientError, ContextLengthError
 from vlserve.settings import Settings
 
@@ -105,31 +106,53 @@ def test_engine_streams_and_honours_stop_strings_and_limits(demo_model):
         await engine.start()
         assert engine.ready  # warm-up ran
         try:
-            prompt = await engine.prepare(user({"type": "image"}, {"type": "text", "text": "values?"}), [chart(4)])
-            free = [d async for d in engine.generate(prompt, SamplingParams(max_tokens=20))]
+            prompt = await engine.prepare(
+                EngineRequest.chat(user({"type": "image"}, {"type": "text", "text": "values?"}), [chart(4)])
+            )
+            free = [d async for d in engine.generate(prompt, SamplingParams(max_tokens=20, temperature=0))]
             text = "".join(d.text for d in free)
-            assert free[-1].finish_reason in ("stop", "length") and free[-1].completion_tokens <= 20
+            assert free[-1].finish_reason in ("stop", "length") and free[-1].usage.completion_tokens <= 20
             assert len(text) > 4
             stop = text[2:4]  # a piece of the greedy answer: the answer is cut right before it
-            cut = [d async for d in engine.generate(prompt, SamplingParams(max_tokens=20, stop=(stop,)))]
+            cut = [d async for d in engine.generate(prompt, SamplingParams(max_tokens=20, temperature=0, stop=(stop,)))]
             assert "".join(d.text for d in cut) == text[: text.index(stop)]
             assert cut[-1].finish_reason == "stop"
             short = [d async for d in engine.generate(prompt, SamplingParams(max_tokens=3))]
-            assert short[-1].completion_tokens <= 3
+            assert short[-1].usage.completion_tokens <= 3
         finally:
             await engine.close()
 
     asyncio.run(main())
 
 
-def test_pixel_budget_prefers_settings_then_the_checkpoint_with_a_cap():
-    from types import SimpleNamespace
+def test_a_checkpoint_with_router_logits_on_still_serves_padded_batches(demo_model, tmp_path):
+    """Trainers write output_router_logits: true; generate() would then fail on every batch with padding."""
+    import shutil
 
-    from vlserve.engine.prompting import pixel_budget
+    checkpoint = tmp_path / "router-logits"
+    shutil.copytree(demo_model, checkpoint)
+    config = json.loads((checkpoint / "config.json").read_text())
+    config["output_router_logits"] = True
+    config["text_config"]["output_router_logits"] = True
+    (checkpoint / "config.json").write_text(json.dumps(config))
 
-    qwen = SimpleNamespace(size={"shortest_edge": 65536, "longest_edge": 16777216})  # Qwen3-VL's own
-    assert pixel_budget(qwen, None, None) == (65536, 1280 * 32 * 32)
-    assert pixel_budget(qwen, 256 * 1024, 512 * 1024) == (256 * 1024, 512 * 1024)
-    small = SimpleNamespace(size={"shortest_edge": 16 * 1024, "longest_edge": 160 * 1024})
-    assert pixel_budget(small, None, None) == (16 * 1024, 160 * 1024)
-    assert pixel_budget(small, None, 8 * 1024) == (8 * 1024, 8 * 1024)
+    async def main():
+        engine = TransformersEngine(Settings(model=checkpoint, warmup=False, batch_wait_ms=200))
+        await engine.start()
+        try:
+            short = await engine.prepare(EngineRequest.chat(user({"type": "text", "text": "hi"})))
+            long = await engine.prepare(
+                EngineRequest.chat(user({"type": "image"}, {"type": "text", "text": "values?"}), [chart(5)])
+            )
+
+            async def answer(prompt):
+                return [d async for d in engine.generate(prompt, SamplingParams(max_tokens=4, temperature=0))]
+
+            results = await asyncio.gather(answer(short), answer(long))
+            assert engine.scheduler.batch_sizes[-1] == 2  # one padded batch
+            return results
+        finally:
+            await engine.close()
+
+    for deltas in asyncio.run(main()):
+        assert deltas[-1].finish_reason in ("stop", "length")

@@ -6,25 +6,40 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from vlserve.api.cancellation import cancel_on_disconnect
+from vlserve.api.chat_format import chat_chunks, chat_response
+from vlserve.api.content import parse_messages
 from vlserve.api.protocol import ChatCompletionRequest
-from vlserve.api.state import ChatDep, RequestIdDep
+from vlserve.api.sampling import sampling_params
+from vlserve.api.state import GenerationDep, RequestIdDep
+from vlserve.engine.base import EngineRequest, Prepared
+from vlserve.service import GenerationService
 
 router = APIRouter()
 
 
+async def _prepare(service: GenerationService, body: ChatCompletionRequest) -> Prepared:
+    turns, refs = parse_messages(body.messages, max_images=service.max_images)
+    media = await service.load_media(refs)
+    request = EngineRequest(tuple(turns), media, tools=tuple(body.tools or ()), tool_choice=body.tool_choice)
+    return await service.prepare(request)
+
+
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(
-    body: ChatCompletionRequest, chat: ChatDep, request_id: RequestIdDep, raw: Request
+    body: ChatCompletionRequest, service: GenerationDep, request_id: RequestIdDep, raw: Request
 ) -> JSONResponse | StreamingResponse:
     """Answer a chat whose messages may mix text and images."""
-    chat.check_model(body.model)
-    params = chat.sampling(body)
-    prompt = await cancel_on_disconnect(raw, chat.prepare_chat(body))
+    model = service.check_model(body.model)
+    params = sampling_params(body)
+    prepared = await cancel_on_disconnect(raw, _prepare(service, body))
     if body.stream:
+        deltas = await cancel_on_disconnect(raw, service.stream(prepared, params))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = await chat.stream(prompt, params, request_id, include_usage=include_usage)
+        chunks = chat_chunks(
+            deltas, model=model, request_id=request_id, include_usage=include_usage, token_ids=body.return_token_ids
+        )
         return StreamingResponse(
             chunks, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
-    completion = await cancel_on_disconnect(raw, chat.complete(prompt, params))
-    return JSONResponse(chat.chat_response(completion, request_id, token_ids=body.return_token_ids))
+    completion = await cancel_on_disconnect(raw, service.complete(prepared, params))
+    return JSONResponse(chat_response(completion, model=model, request_id=request_id, token_ids=body.return_token_ids))

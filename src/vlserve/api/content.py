@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from vlserve.api.protocol import ChatMessage
 from vlserve.engine.base import ChatTurn
 from vlserve.errors import ClientError
+from vlserve.media import MediaRef
 
 KNOWN_PARTS = ("text", "image_url", "image")
 
 
-@dataclass(frozen=True)
-class ImageRef:
-    url: str  # data: URL or http(s) URL
-    param: str  # where it came from, e.g. messages[0].content[1].image_url
-
-
-def _image_url(part: dict[str, Any], param: str) -> ImageRef:
+def _image_url(part: dict[str, Any], param: str) -> MediaRef:
     if part["type"] == "image_url":
         value = part.get("image_url")
         url = value.get("url") if isinstance(value, dict) else value
@@ -29,12 +23,12 @@ def _image_url(part: dict[str, Any], param: str) -> ImageRef:
         param = f"{param}.image"
     if not isinstance(url, str) or not url:
         raise ClientError("an image part needs a non-empty URL (a data: URL or an http(s) URL)", param=param)
-    return ImageRef(url.strip(), param)
+    return MediaRef(url.strip(), param)
 
 
-def parse_messages(messages: Sequence[ChatMessage], *, max_images: int) -> tuple[list[ChatTurn], list[ImageRef]]:
+def parse_messages(messages: Sequence[ChatMessage], *, max_images: int) -> tuple[list[ChatTurn], list[MediaRef]]:
     turns: list[ChatTurn] = []
-    images: list[ImageRef] = []
+    images: list[MediaRef] = []
     for i, message in enumerate(messages):
         content = message.content
         role = "system" if message.role == "developer" else message.role

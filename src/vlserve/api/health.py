@@ -20,9 +20,17 @@ async def live(state: StateDep) -> JSONResponse:
 
 @router.get("/health/ready")
 async def ready(state: StateDep) -> JSONResponse:
-    """200 only after the model is loaded and a warm-up generation has run."""
+    """200 only after the model is loaded and a warm-up generation has run, and while the engine can serve."""
+    status = state.engine.status()
     if state.engine.ready:
         return JSONResponse({"status": "ready", "model": state.engine.info.id})
     if state.load_error:
         return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)
-    return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "5"})
+    body = {"status": "loading", "detail": status.detail} if status.detail else {"status": "loading"}
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+
+@router.get("/health", include_in_schema=False)
+async def health(state: StateDep) -> JSONResponse:
+    """Readiness under the path vLLM-style probes and clients (guidellm, a vlserve in front) expect."""
+    return await ready(state)

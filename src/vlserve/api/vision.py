@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from vlserve.api.cancellation import cancel_on_disconnect
-from vlserve.api.protocol import usage
-from vlserve.api.state import ChatDep, RequestIdDep, StateDep
-from vlserve.engine.base import ChatTurn
+from vlserve.api.chat_format import usage_body
+from vlserve.api.state import GenerationDep, RequestIdDep, StateDep
+from vlserve.engine.base import ChatTurn, EngineRequest, SamplingParams
 from vlserve.errors import ClientError
 from vlserve.media import load_image
 from vlserve.media.limits import payload_too_large
@@ -28,7 +28,7 @@ async def _read_upload(upload: UploadFile, limit: int, param: str) -> bytes:
 @router.post("/v1/chat/vision")
 async def chat_vision(
     state: StateDep,
-    chat: ChatDep,
+    service: GenerationDep,
     request_id: RequestIdDep,
     raw: Request,
     prompt: Annotated[str, Form(min_length=1)],
@@ -39,7 +39,7 @@ async def chat_vision(
     seed: Annotated[int | None, Form()] = None,
 ) -> dict:
     """Ask one question about one or more uploaded images."""
-    served = chat.check_model(model)
+    served = service.check_model(model)
     settings = state.settings
     if len(image_file) > settings.max_images_per_request:
         raise ClientError(
@@ -53,13 +53,14 @@ async def chat_vision(
         param = f"image_file[{i}]"
         data = await _read_upload(upload, settings.max_image_bytes, param)
         images.append(await asyncio.to_thread(load_image, data, limits, param=param))
-    params = state.engine.info.default_sampling.merge(max_tokens=max_tokens, temperature=temperature, seed=seed)
-    prepared = await cancel_on_disconnect(raw, chat.prepare([ChatTurn.user(prompt, len(images))], images))
-    completion = await cancel_on_disconnect(raw, chat.complete(prepared, params))
+    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+    request = EngineRequest.chat([ChatTurn.user(prompt, len(images))], images)
+    prepared = await cancel_on_disconnect(raw, service.prepare(request))
+    completion = await cancel_on_disconnect(raw, service.complete(prepared, params))
     return {
         "result": completion.text,
         "model": served,
         "finish_reason": completion.finish_reason,
-        "usage": usage(completion.prompt_tokens, completion.completion_tokens),
+        "usage": usage_body(completion.usage),
         "trace_id": request_id,
     }

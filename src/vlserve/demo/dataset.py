@@ -21,7 +21,7 @@ from vlserve.demo.questions import make_qa
 from vlserve.demo.targets import visual_targets
 from vlserve.demo.tokenizer import EOS_TOKEN
 from vlserve.engine.base import ChatTurn
-from vlserve.engine.prompting import PromptBuilder
+from vlserve.engine.transformers.prompting import PromptBuilder
 
 IGNORE = -100
 ASSISTANT_HEADER = "<|im_start|>assistant\n"

@@ -25,7 +25,7 @@ from vlserve.demo.config import image_processor_config, make_config
 from vlserve.demo.dataset import collate, examples
 from vlserve.demo.targets import TARGET_CLASSES
 from vlserve.demo.tokenizer import train_tokenizer
-from vlserve.engine.prompting import PromptBuilder
+from vlserve.engine.transformers.prompting import PromptBuilder
 
 # Sizes of the trained demo model (the random fixture is smaller; see config.py). rope_theta is 10k, not the
 # 30B model's 5M: with 16 rotary frequencies and sequences of ~150 tokens, a 5M base leaves almost every

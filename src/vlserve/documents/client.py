@@ -55,11 +55,8 @@ async def run_local(
     settings: Settings, files: Sequence[Path], form: Submission, *, on_progress: Progress, poll_s: float = 0.2
 ) -> dict[str, Any]:
     """The whole pipeline in this process, on a throw-away SQLite database."""
-    from vlserve.api.chat_service import ChatService
-    from vlserve.documents.service import DocumentService
     from vlserve.documents.views import job_result
-    from vlserve.engine import build_engine
-    from vlserve.media import ImageFetcher
+    from vlserve.runtime import open_runtime
 
     uploads = [Upload(p.name, _content_type(p), p.read_bytes()) for p in files]
     with tempfile.TemporaryDirectory(prefix="vlserve-doc-") as tmp:
@@ -67,20 +64,16 @@ async def run_local(
             update={"warmup": False, "database_url": f"sqlite:///{Path(tmp) / 'jobs.db'}", "data_dir": Path(tmp),
                     "model": settings.model_dir(), "document_poll_s": poll_s}
         )  # fmt: skip
-        engine = build_engine(local)
-        await engine.start()
-        async with ImageFetcher(timeout=1, max_redirects=0, max_bytes=1, allowlist=[]) as fetcher:
-            documents = await DocumentService.open(local, ChatService(engine, fetcher, local))
-            try:
-                await documents.start_worker()
-                doc, _ = await documents.submit(uploads, form)
-                while True:
-                    doc = await documents.get(doc.id)
-                    finished = sum(p.status in ENDED for p in doc.pages)
-                    on_progress(finished, doc.pages_total)
-                    if doc.status in ENDED:
-                        return job_result(doc)
-                    await asyncio.sleep(poll_s)
-            finally:
-                await documents.close()
-                await engine.close()
+        async with open_runtime(local) as runtime:
+            if not await runtime.load():
+                raise RuntimeError(f"the model could not be loaded: {runtime.load_error}")
+            documents = runtime.documents
+            assert documents is not None
+            doc, _ = await documents.submit(uploads, form)
+            while True:
+                doc = await documents.get(doc.id)
+                finished = sum(p.status in ENDED for p in doc.pages)
+                on_progress(finished, doc.pages_total)
+                if doc.status in ENDED:
+                    return job_result(doc)
+                await asyncio.sleep(poll_s)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from vlserve.api.chat_service import ChatService
-from vlserve.engine.base import ChatTurn, SamplingParams
+from vlserve.engine.base import ChatTurn, EngineRequest, SamplingParams
 from vlserve.errors import ClientError, ModelOutputError, RateLimitError
+from vlserve.service import GenerationService
 from vlserve.store.jobs import PageOutcome
 from vlserve.structured import OutputFormat
 
@@ -46,11 +46,11 @@ class PageTask:
 
 
 async def read_page(
-    chat: ChatService, task: PageTask, *, wanted: Callable[[], Awaitable[bool]] | None = None
+    generation: GenerationService, task: PageTask, *, wanted: Callable[[], Awaitable[bool]] | None = None
 ) -> PageOutcome | None:
     """The page's outcome, or None when ``wanted`` says between attempts that nobody needs it any more."""
     started = time.monotonic()
-    prompt = await chat.prepare([ChatTurn.user(task.prompt, 1)], [task.image])
+    prompt = await generation.prepare(EngineRequest.chat([ChatTurn.user(task.prompt, 1)], [task.image]))
     tried: list[dict] = []
     for attempt, temperature in enumerate(task.temperatures, start=1):
         if attempt > 1 and wanted is not None and not await wanted():
@@ -62,7 +62,7 @@ async def read_page(
         record = {"attempt": attempt, "temperature": temperature}
         tried.append(record)
         try:
-            completion = await chat.complete(prompt, params)
+            completion = await generation.complete(prompt, params)
         except ModelOutputError as exc:
             record.update(ms=_ms(t0), error=exc.message)
             continue
@@ -71,9 +71,9 @@ async def read_page(
         except ClientError as exc:  # the same request would fail again at any temperature
             record.update(ms=_ms(t0), error=exc.message)
             return _failed(exc.message, tried, started)
-        record.update(ms=_ms(t0), finish_reason=completion.finish_reason, tokens=completion.completion_tokens)
+        record.update(ms=_ms(t0), finish_reason=completion.finish_reason, tokens=completion.usage.completion_tokens)
         if completion.finish_reason == "length":
-            record["error"] = f"the answer was cut off at the token limit ({completion.completion_tokens} tokens)"
+            record["error"] = f"the answer was cut off at the token limit ({completion.usage.completion_tokens} tokens)"
             continue
         detail = {"total_ms": _ms(started), "attempts": tried}
         if task.output is None:

@@ -14,12 +14,12 @@ import logging
 import time
 import zlib
 
-from vlserve.api.chat_service import ChatService
 from vlserve.documents.pipeline import PageTask, page_prompt, read_page
 from vlserve.documents.sources import PageSource
 from vlserve.documents.views import webhook_payload
 from vlserve.documents.webhook import WebhookSender
 from vlserve.errors import RateLimitError, ServiceUnavailableError, VLServeError
+from vlserve.service import GenerationService
 from vlserve.settings import Settings
 from vlserve.store.jobs import ClaimedPage, JobStore, PageOutcome
 from vlserve.store.models import ENDED
@@ -29,9 +29,9 @@ log = logging.getLogger("vlserve.documents")
 
 
 class DocumentRunner:
-    def __init__(self, store: JobStore, chat: ChatService, source: PageSource, settings: Settings) -> None:
+    def __init__(self, store: JobStore, generation: GenerationService, source: PageSource, settings: Settings) -> None:
         self._store = store
-        self._chat = chat
+        self._generation = generation
         self._source = source
         self._settings = settings
         self.worker = settings.worker_name()
@@ -95,7 +95,7 @@ class DocumentRunner:
                 max_tokens=options["max_tokens"],
                 seed=zlib.crc32(f"{page.document_id}:{page.position}".encode()),
             )
-            outcome = await read_page(self._chat, task, wanted=lambda: self._wanted(page))
+            outcome = await read_page(self._generation, task, wanted=lambda: self._wanted(page))
             if outcome is not None and outcome.detail is not None:
                 outcome.detail.update(render_ms=render_ms, worker=self.worker)
         except (RateLimitError, ServiceUnavailableError) as exc:  # busy, not broken: try the page again later

@@ -6,11 +6,11 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from vlserve.api.chat_service import ChatService
 from vlserve.documents.intake import DocumentIntake, Submission, Upload, parse_schema
 from vlserve.documents.runner import DocumentRunner
 from vlserve.documents.sources import PageSource
 from vlserve.errors import ClientError, NotFoundError
+from vlserve.service import GenerationService
 from vlserve.settings import Settings
 from vlserve.store.db import make_engine, make_sessions, migrate
 from vlserve.store.jobs import JobStore
@@ -20,20 +20,20 @@ log = logging.getLogger("vlserve.documents")
 
 
 class DocumentService:
-    def __init__(self, settings: Settings, chat: ChatService) -> None:
+    def __init__(self, settings: Settings, generation: GenerationService) -> None:
         self._settings = settings
-        self._chat = chat
+        self._generation = generation
         self._db = make_engine(settings.database())
         self.store = JobStore(make_sessions(self._db), keep_files=settings.document_keep_files)
         self._intake = DocumentIntake(self.store, settings)
         source = PageSource(self.store, settings.data_dir / "documents", settings.image_limits())
-        self.runner = DocumentRunner(self.store, chat, source, settings) if settings.document_worker else None
+        self.runner = DocumentRunner(self.store, generation, source, settings) if settings.document_worker else None
 
     @classmethod
-    async def open(cls, settings: Settings, chat: ChatService) -> DocumentService:
+    async def open(cls, settings: Settings, generation: GenerationService) -> DocumentService:
         """Migrate the database to the newest schema, then build the service."""
         await asyncio.to_thread(migrate, settings.database())
-        return cls(settings, chat)
+        return cls(settings, generation)
 
     async def start_worker(self) -> None:
         if self.runner is not None:
@@ -49,7 +49,7 @@ class DocumentService:
         output = parse_schema(form.json_schema)
         if output is not None:  # a schema the grammar cannot enforce is refused now, not on every page
             try:
-                await self._chat.engine.check_output(output)
+                await self._generation.engine.check_output(output)
             except ClientError as exc:  # the same problem, named by this endpoint's field
                 raise ClientError(exc.message, param="json_schema") from None
         doc, secret = await asyncio.to_thread(self._intake.submit, uploads, form, output)

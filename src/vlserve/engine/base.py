@@ -1,13 +1,18 @@
-"""The engine contract: what the HTTP layer may ask of any inference backend.
+"""The engine contract: what the service layer may ask of any inference backend.
 
-The API depends only on :class:`Engine`, so it is tested with a fake engine and every backend
-(transformers today; vLLM and remote fleets later) is swapped by configuration alone.
+A request is backend-neutral: chat turns, media items, tools, and :class:`SamplingParams`. Each backend
+owns how it turns that into a prompt (``prepare``): token ids and pixel values for the in-process
+transformers backend, an OpenAI request body with inline images for a remote or managed vLLM. The
+service checks a prepared request (``check``) before anything is sent to the client, then streams
+:class:`Delta` s from ``generate``; the last one carries the finish reason and the :class:`Usage`.
+
+This module imports neither torch nor transformers, so the API and its tests run without them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -22,7 +27,7 @@ FinishReason = Literal["stop", "length"]
 class ChatTurn:
     """One message, content already split into parts: ``{"type": "text", "text": …}`` or ``{"type": "image"}``.
 
-    Image parts are placeholders; the decoded images travel separately, in order of appearance.
+    Image parts are placeholders; the media items travel separately, in order of appearance.
     """
 
     role: str
@@ -35,46 +40,101 @@ class ChatTurn:
 
 
 @dataclass(frozen=True)
+class MediaItem:
+    """One decoded input of a request (an image; video frames come next), in order of appearance."""
+
+    image: Image.Image
+    kind: Literal["image"] = "image"
+
+    @classmethod
+    def images(cls, images: Sequence[Image.Image]) -> tuple[MediaItem, ...]:
+        return tuple(cls(image) for image in images)
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """What a backend is asked to answer, before it is turned into a prompt."""
+
+    turns: tuple[ChatTurn, ...]
+    media: tuple[MediaItem, ...] = ()
+    tools: tuple[Mapping[str, Any], ...] = ()  # OpenAI function tools
+    tool_choice: str | Mapping[str, Any] | None = None  # "none", "auto", "required" or a named function
+
+    @classmethod
+    def chat(cls, turns: Sequence[ChatTurn], images: Sequence[Image.Image] = ()) -> EngineRequest:
+        return cls(tuple(turns), MediaItem.images(images))
+
+    @property
+    def num_images(self) -> int:
+        return sum(1 for item in self.media if item.kind == "image")
+
+
+@dataclass(frozen=True)
 class SamplingParams:
+    """How to decode. ``None`` means "the engine's default" (the checkpoint's generation config)."""
+
     max_tokens: int | None = None  # None: the server default, capped by the context left
-    temperature: float = 0.0  # 0 means greedy
-    top_p: float = 1.0
-    top_k: int = 0  # 0 means no top-k cut
+    temperature: float | None = None  # 0 means greedy
+    top_p: float | None = None
+    top_k: int | None = None  # 0 means no top-k cut
     seed: int | None = None
     stop: tuple[str, ...] = ()
     output: OutputFormat | None = None  # a JSON answer (under a schema), enforced while decoding
+    # Carried for every backend; a backend that cannot honour one refuses the request (400 naming it).
+    min_tokens: int = 0
+    ignore_eos: bool = False
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: Mapping[int, float] = field(default_factory=dict)
+    logprobs: bool = False
+    top_logprobs: int = 0
+    return_token_ids: bool = False  # ask a remote engine for token ids (in-process engines always know them)
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0 or self.top_k == 1
 
     def merge(self, **overrides: object) -> SamplingParams:
-        """These defaults with every override that is not None applied (a request over the checkpoint's)."""
+        """These settings with every override that is not None applied (a request over the defaults)."""
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
+    def over(self, defaults: SamplingParams) -> SamplingParams:
+        """These settings with every unset (None) field taken from ``defaults``."""
+        unset = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is None}
+        return dataclasses.replace(self, **unset)
 
-@dataclass
-class Prompt:
-    """A tokenised request ready for the model: token ids plus the processed images."""
 
-    input_ids: list[int]
-    mm_token_type_ids: list[int]
-    image_inputs: dict[str, Any] = field(default_factory=dict)  # pixel_values, image_grid_thw
-    num_images: int = 0
+GREEDY = SamplingParams(temperature=0.0, top_p=1.0, top_k=0)
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    image_tokens: int = 0  # part of prompt_tokens
 
     @property
-    def num_tokens(self) -> int:
-        return len(self.input_ids)
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
 
 @dataclass(frozen=True)
 class Delta:
-    """A piece of generated text; the last one of a request carries ``finish_reason``."""
+    """A piece of generated text; the last one of a request carries ``finish_reason`` and ``usage``."""
 
     text: str
     finish_reason: FinishReason | None = None
-    completion_tokens: int = 0
-    token_ids: tuple[int, ...] = ()  # every generated token, on the last delta only
+    token_ids: tuple[int, ...] = ()  # the tokens generated since the previous delta, when the engine knows them
+    usage: Usage | None = None
+
+
+@dataclass
+class Prepared:
+    """A request turned into this backend's prompt; subclassed by each backend with what it needs."""
+
+    request: EngineRequest
+    image_tokens: int = 0  # visual tokens the images cost, when the backend knows it before generating
 
 
 @dataclass(frozen=True)
@@ -84,9 +144,17 @@ class ModelInfo:
     max_images_per_request: int
     architecture: str
     created: int
-    default_sampling: SamplingParams = SamplingParams()  # the checkpoint's generation_config
     min_pixels: int = 0  # the per-image pixel budget images are resized into
     max_pixels: int = 0
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """Load and health of a backend, for readiness and metrics."""
+
+    queue_depth: int = 0  # requests waiting for a slot
+    running: int = 0  # requests being generated
+    detail: str | None = None  # what it is doing while not ready (loading, restarting, no upstream healthy)
 
 
 @runtime_checkable
@@ -98,8 +166,10 @@ class Engine(Protocol):
 
     @property
     def ready(self) -> bool:
-        """True once the model is loaded and a warm-up generation has completed."""
+        """True once the model is loaded and a warm-up generation has completed, and while it can serve."""
         ...
+
+    def status(self) -> EngineStatus: ...
 
     async def start(self) -> None:
         """Load the model and warm it up; returns when ready."""
@@ -107,18 +177,19 @@ class Engine(Protocol):
 
     async def close(self) -> None: ...
 
-    async def prepare(self, turns: Sequence[ChatTurn], images: Sequence[Image.Image]) -> Prompt:
-        """Render the chat template and process images (off the event loop). Raises ClientError."""
+    async def prepare(self, request: EngineRequest) -> Prepared:
+        """Turn the request into this backend's prompt (off the event loop). Raises ClientError."""
         ...
 
-    def check_budget(self, prompt: Prompt, params: SamplingParams) -> int:
-        """The completion token limit for this request; raises ContextLengthError when it cannot fit."""
+    async def check(self, prepared: Prepared, params: SamplingParams) -> None:
+        """Refuse, before anything is generated, what this backend cannot do: a prompt that does not fit
+        the context, a parameter it does not support, an output format it cannot enforce (ClientError)."""
         ...
 
     async def check_output(self, output: OutputFormat) -> None:
-        """Get ready to enforce ``output`` while decoding; ClientError when it cannot be enforced."""
+        """ClientError when this backend cannot enforce ``output`` (also part of ``check``)."""
         ...
 
-    def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
+    def generate(self, prepared: Prepared, params: SamplingParams) -> AsyncIterator[Delta]:
         """Stream the completion. Closing the iterator early cancels the generation."""
         ...

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw
 
-from vlserve.engine.base import ChatTurn, SamplingParams
+from vlserve.engine.base import ChatTurn, EngineRequest, SamplingParams
 
 if TYPE_CHECKING:
     from vlserve.engine.base import Engine
@@ -31,7 +31,10 @@ def warmup_image() -> Image.Image:
 
 async def warm_up(engine: Engine) -> None:
     started = time.monotonic()
-    prompt = await engine.prepare([ChatTurn.user("Describe this chart.", 1)], [warmup_image()])
-    async for _ in engine.generate(prompt, SamplingParams(max_tokens=4)):
+    request = EngineRequest.chat([ChatTurn.user("Describe this chart.", 1)], [warmup_image()])
+    params = SamplingParams(max_tokens=4, temperature=0.0)
+    prepared = await engine.prepare(request)
+    await engine.check(prepared, params)
+    async for _ in engine.generate(prepared, params):
         pass
     log.info("warm-up generation done in %.2f s", time.monotonic() - started)

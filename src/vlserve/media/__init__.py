@@ -5,12 +5,14 @@ from vlserve.media.data_url import decode_data_url
 from vlserve.media.fetch import ImageFetcher
 from vlserve.media.images import load_image
 from vlserve.media.limits import ImageLimits
-from vlserve.media.sources import load_image_url
+from vlserve.media.sources import MediaLoader, MediaRef, load_image_url
 
 __all__ = [
     "Allowlist",
     "ImageFetcher",
     "ImageLimits",
+    "MediaLoader",
+    "MediaRef",
     "check_url",
     "decode_data_url",
     "is_address_allowed",

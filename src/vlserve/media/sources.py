@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from PIL import Image
 
@@ -32,3 +34,23 @@ async def load_image_url(url: str, *, fetcher: ImageFetcher, limits: ImageLimits
 
 def _decode_data_url(url: str, limits: ImageLimits, param: str) -> Image.Image:
     return load_image(decode_data_url(url, max_bytes=limits.max_bytes, param=param), limits, param=param)
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    """An image a request points at, and where it came from (the ``param`` its errors name)."""
+
+    url: str  # data: URL or http(s) URL
+    param: str  # e.g. messages[0].content[1].image_url
+
+
+class MediaLoader:
+    """Loads the images a request points at, concurrently, each under the server's limits."""
+
+    def __init__(self, fetcher: ImageFetcher, limits: ImageLimits) -> None:
+        self._fetcher = fetcher
+        self._limits = limits
+
+    async def load(self, refs: Sequence[MediaRef]) -> list[Image.Image]:
+        jobs = (load_image_url(r.url, fetcher=self._fetcher, limits=self._limits, param=r.param) for r in refs)
+        return list(await asyncio.gather(*jobs))

@@ -9,44 +9,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
-from PIL import Image
-
-from vlserve.engine.base import ChatTurn, Delta, ModelInfo, Prompt, SamplingParams
-from vlserve.engine.checkpoint import Checkpoint, load_checkpoint
-from vlserve.engine.hf_runner import HFBatchRunner
-from vlserve.engine.prompting import PromptBuilder, pixel_budget
-from vlserve.engine.scheduler import Scheduler
+from vlserve.engine.base import Delta, EngineRequest, EngineStatus, ModelInfo, Prepared, SamplingParams
+from vlserve.engine.budget import completion_budget
+from vlserve.engine.capabilities import refuse_unsupported
+from vlserve.engine.checkpoint_files import image_budget
+from vlserve.engine.transformers.checkpoint import Checkpoint, load_checkpoint
+from vlserve.engine.transformers.prompting import Prompt, PromptBuilder
+from vlserve.engine.transformers.runner import HFBatchRunner
+from vlserve.engine.transformers.scheduler import Scheduler
 from vlserve.engine.warmup import warm_up
-from vlserve.errors import ContextLengthError, ServiceUnavailableError
+from vlserve.errors import ServerError, ServiceUnavailableError
 from vlserve.settings import Settings
 from vlserve.structured import OutputFormat
 
 log = logging.getLogger("vlserve.engine")
 
+SUPPORTED = frozenset()  # of the optional features in vlserve.engine.capabilities
 
-def completion_budget(prompt_tokens: int, requested: int | None, *, max_model_len: int, default: int) -> int:
-    """How many tokens this request may generate; ContextLengthError when the prompt leaves no room."""
-    room = max_model_len - prompt_tokens
-    if room <= 0:
-        raise ContextLengthError(
-            f"the prompt is {prompt_tokens} tokens (images included) but the model's context is "
-            f"{max_model_len} tokens; shorten the text or send fewer or smaller images",
-            param="messages",
-        )
-    if requested is None:
-        return min(default, room)
-    if requested > room:
-        raise ContextLengthError(
-            f"this model's context is {max_model_len} tokens; the prompt uses {prompt_tokens} and "
-            f"{requested} completion tokens were requested; lower max_tokens to at most {room}",
-            param="max_tokens",
-        )
-    return requested
+
+def _loading() -> ServiceUnavailableError:
+    return ServiceUnavailableError("the model is still loading", headers={"Retry-After": "5"})
 
 
 class TransformersEngine:
+    name = "transformers"
+
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._checkpoint: Checkpoint | None = None
@@ -74,18 +63,24 @@ class TransformersEngine:
     def scheduler(self) -> Scheduler | None:
         return self._scheduler
 
+    def status(self) -> EngineStatus:
+        if self._scheduler is None:
+            return EngineStatus(detail="loading the model")
+        detail = None if self._ready else "warming up"
+        return EngineStatus(self._scheduler.queue_depth, self._scheduler.running, detail)
+
     async def start(self) -> None:
         s = self._settings
         started = time.monotonic()
         checkpoint = await asyncio.to_thread(load_checkpoint, s.model_dir(), device=s.device, dtype=s.dtype)
         self._checkpoint = checkpoint
-        min_pixels, max_pixels = pixel_budget(checkpoint.image_processor, s.min_pixels, s.max_pixels)
+        budget = image_budget(s.model_dir(), min_pixels=s.min_pixels, max_pixels=s.max_pixels)
         self._builder = PromptBuilder(
             checkpoint.tokenizer,
             checkpoint.image_processor,
             checkpoint.chat_template,
-            min_pixels=min_pixels,
-            max_pixels=max_pixels,
+            min_pixels=budget.min_pixels,
+            max_pixels=budget.max_pixels,
         )
         max_len = min(s.max_model_len or checkpoint.max_position_embeddings, checkpoint.max_position_embeddings)
         self._info = ModelInfo(
@@ -94,9 +89,8 @@ class TransformersEngine:
             max_images_per_request=s.max_images_per_request,
             architecture=checkpoint.architecture,
             created=self._info.created,
-            default_sampling=checkpoint.default_sampling,
-            min_pixels=min_pixels,
-            max_pixels=max_pixels,
+            min_pixels=budget.min_pixels,
+            max_pixels=budget.max_pixels,
         )
         runner = self._runner = HFBatchRunner(
             checkpoint.model, checkpoint.tokenizer, checkpoint.eos_token_ids, checkpoint.pad_token_id
@@ -110,7 +104,8 @@ class TransformersEngine:
         self._scheduler.start()
         log.info(
             "model %s (%s) loaded from %s in %.1f s; images %d-%d pixels",
-            s.model_name(), checkpoint.architecture, s.model_dir(), time.monotonic() - started, min_pixels, max_pixels,
+            s.model_name(), checkpoint.architecture, s.model_dir(), time.monotonic() - started,
+            budget.min_pixels, budget.max_pixels,
         )  # fmt: skip
         if s.warmup:
             await warm_up(self)
@@ -122,12 +117,18 @@ class TransformersEngine:
         if self._scheduler is not None:
             await self._scheduler.stop()
 
-    async def prepare(self, turns: Sequence[ChatTurn], images: Sequence[Image.Image]) -> Prompt:
+    async def prepare(self, request: EngineRequest) -> Prompt:
         if self._builder is None:
-            raise ServiceUnavailableError("the model is still loading", headers={"Retry-After": "5"})
-        return await asyncio.to_thread(self._builder.build, turns, images)
+            raise _loading()
+        return await asyncio.to_thread(self._builder.build_request, request)
 
-    def check_budget(self, prompt: Prompt, params: SamplingParams) -> int:
+    def _resolve(self, params: SamplingParams) -> SamplingParams:
+        """The request's settings over the checkpoint's recommended ones (generation_config.json)."""
+        if self._checkpoint is None:
+            raise _loading()
+        return params.over(self._checkpoint.default_sampling)
+
+    def _budget(self, prompt: Prompt, params: SamplingParams) -> int:
         return completion_budget(
             prompt.num_tokens,
             params.max_tokens,
@@ -135,14 +136,29 @@ class TransformersEngine:
             default=self._settings.default_max_tokens,
         )
 
+    async def check(self, prepared: Prepared, params: SamplingParams) -> None:
+        prompt = _prompt(prepared)
+        refuse_unsupported(prompt.request, params, supported=SUPPORTED, engine=self.name)
+        self._budget(prompt, params)
+        if params.output is not None:
+            await self.check_output(params.output)
+
     async def check_output(self, output: OutputFormat) -> None:
         if self._runner is None:
-            raise ServiceUnavailableError("the model is still loading", headers={"Retry-After": "5"})
+            raise _loading()
         await asyncio.to_thread(self._runner.grammars.compile, output)
 
-    async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
+    async def generate(self, prepared: Prepared, params: SamplingParams) -> AsyncIterator[Delta]:
         if self._scheduler is None:
-            raise ServiceUnavailableError("the model is still loading", headers={"Retry-After": "5"})
-        max_tokens = self.check_budget(prompt, params)
-        async for delta in self._scheduler.stream(prompt, params, max_tokens):
+            raise _loading()
+        prompt = _prompt(prepared)
+        resolved = self._resolve(params)
+        max_tokens = self._budget(prompt, resolved)
+        async for delta in self._scheduler.stream(prompt, resolved, max_tokens):
             yield delta
+
+
+def _prompt(prepared: Prepared) -> Prompt:
+    if not isinstance(prepared, Prompt):
+        raise ServerError(f"a {type(prepared).__name__} was given to the transformers engine")
+    return prepared

@@ -14,19 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer, GenerationConfig
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer, GenerationConfig
 
-from vlserve.engine.base import SamplingParams
-from vlserve.errors import ServerError
+from vlserve.engine.base import GREEDY, SamplingParams
+from vlserve.engine.checkpoint_files import CheckpointError, architecture, context_length, read_config
 
 log = logging.getLogger("vlserve.engine")
 
-SUPPORTED_MODEL_TYPES = {"qwen3_vl_moe", "qwen3_vl", "qwen2_5_vl", "qwen2_vl"}
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-
-class CheckpointError(ServerError):
-    """The model directory cannot be served; reported at start-up, before the port opens."""
+__all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "read_config", "sampling_defaults"]
 
 
 @dataclass
@@ -45,9 +42,9 @@ class Checkpoint:
 
 
 def sampling_defaults(generation: GenerationConfig | None) -> SamplingParams:
-    """The checkpoint's recommended sampling (Qwen3-VL ships temperature 0.7, top_p 0.8, top_k 20)."""
+    """The checkpoint's recommended sampling (Qwen3-VL ships temperature 0.7, top_p 0.8, top_k 20); every field set."""
     if generation is None or not generation.do_sample:
-        return SamplingParams()
+        return GREEDY
     return SamplingParams(
         temperature=float(generation.temperature if generation.temperature is not None else 1.0),
         top_p=float(generation.top_p if generation.top_p is not None else 1.0),
@@ -69,18 +66,6 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return _DTYPES[dtype]
 
 
-def read_config(model_dir: Path) -> dict[str, Any]:
-    config_path = model_dir / "config.json"
-    if not config_path.is_file():
-        raise CheckpointError(f"{model_dir} is not a checkpoint directory (no config.json)")
-    config = json.loads(config_path.read_text())
-    if config.get("model_type") not in SUPPORTED_MODEL_TYPES:
-        raise CheckpointError(
-            f"model_type {config.get('model_type')!r} is not supported; expected one of {sorted(SUPPORTED_MODEL_TYPES)}"
-        )
-    return config
-
-
 def find_chat_template(model_dir: Path, tokenizer: Any) -> str:
     """The checkpoint's own template: tokenizer config, ``chat_template.jinja`` or ``chat_template.json``."""
     if getattr(tokenizer, "chat_template", None):
@@ -92,6 +77,19 @@ def find_chat_template(model_dir: Path, tokenizer: Any) -> str:
     if as_json.is_file():
         return json.loads(as_json.read_text())["chat_template"]
     raise CheckpointError(f"{model_dir} has no chat template")
+
+
+def inference_config(model_dir: Path) -> Any:
+    """The model config with training-only switches off.
+
+    ``output_router_logits`` (written by trainers, kept by many fine-tuned MoE checkpoints) makes
+    ``generate`` compute the load-balancing loss, which fails on any batch with padding.
+    """
+    config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+    for part in (config, getattr(config, "text_config", None)):
+        if part is not None and getattr(part, "output_router_logits", False):
+            part.output_router_logits = False
+    return config
 
 
 def _token_ids(value: int | list[int] | None) -> list[int]:
@@ -110,6 +108,7 @@ def load_checkpoint(model_dir: Path, *, device: str = "auto", dtype: str = "auto
     image_processor = AutoImageProcessor.from_pretrained(model_dir, local_files_only=True)
     model = AutoModelForImageTextToText.from_pretrained(
         model_dir,
+        config=inference_config(model_dir),
         dtype=torch_dtype,
         local_files_only=True,
         device_map=str(torch_device) if torch_device.type == "cuda" else None,
@@ -130,7 +129,6 @@ def load_checkpoint(model_dir: Path, *, device: str = "auto", dtype: str = "auto
     pad = tokenizer.pad_token_id
     if pad is None and generation is not None:
         pad = generation.pad_token_id
-    text_config = config.get("text_config", config)
     return Checkpoint(
         model=model,
         tokenizer=tokenizer,
@@ -139,8 +137,8 @@ def load_checkpoint(model_dir: Path, *, device: str = "auto", dtype: str = "auto
         eos_token_ids=eos,
         pad_token_id=pad if pad is not None else eos[0],
         model_type=config["model_type"],
-        architecture=(config.get("architectures") or [type(model).__name__])[0],
-        max_position_embeddings=int(text_config.get("max_position_embeddings", 32768)),
+        architecture=architecture(config),
+        max_position_embeddings=context_length(config),
         device=torch_device,
         default_sampling=sampling_defaults(generation),
     )

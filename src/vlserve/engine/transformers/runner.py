@@ -15,11 +15,12 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-from vlserve.engine.base import Delta, Prompt
-from vlserve.engine.detokenize import StreamDecoder
-from vlserve.engine.grammar import GrammarCache, GrammarMask
-from vlserve.engine.sampling import RowSampler
-from vlserve.engine.scheduler import GenerationRequest
+from vlserve.engine.base import Delta, Usage
+from vlserve.engine.transformers.detokenize import StreamDecoder
+from vlserve.engine.transformers.grammar import GrammarCache, GrammarMask
+from vlserve.engine.transformers.prompting import Prompt
+from vlserve.engine.transformers.sampling import RowSampler
+from vlserve.engine.transformers.scheduler import GenerationRequest
 
 log = logging.getLogger("vlserve.engine")
 
@@ -52,16 +53,25 @@ class _Row:
         self.request = request
         self.decoder = StreamDecoder(decode, request.params.stop)
         self.token_ids: list[int] = []
+        self.sent = 0  # token ids already handed to the request with a delta
         self.done = False
 
     @property
     def generated(self) -> int:
         return len(self.token_ids)
 
+    def _new_tokens(self) -> tuple[int, ...]:
+        new, self.sent = tuple(self.token_ids[self.sent :]), len(self.token_ids)
+        return new
+
+    def emit(self, text: str) -> None:
+        self.request.emit(Delta(text, token_ids=self._new_tokens()))
+
     def finish(self, text: str, reason: str) -> None:
         self.done = True
-        delta = Delta(text, reason, self.generated, tuple(self.token_ids))  # type: ignore[arg-type]
-        self.request.emit(delta)
+        prompt = self.request.prompt
+        usage = Usage(prompt.num_tokens, self.generated, prompt.image_tokens)
+        self.request.emit(Delta(text, reason, self._new_tokens(), usage))  # type: ignore[arg-type]
 
 
 class StreamingStop(StoppingCriteria):
@@ -95,7 +105,7 @@ class StreamingStop(StoppingCriteria):
         elif row.generated >= row.request.max_tokens:
             row.finish(text + row.decoder.flush(), "length")
         elif text:
-            row.request.emit(Delta(text, completion_tokens=row.generated))
+            row.emit(text)
 
 
 class HFBatchRunner:

@@ -8,27 +8,34 @@ and ``mm_token_type_ids`` marks those positions for the model's 3-D rotary posit
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
-from vlserve.engine.base import ChatTurn, Prompt
+from vlserve.engine.base import ChatTurn, EngineRequest, Prepared
 from vlserve.errors import ClientError
+from vlserve.media.resize import ImageBudget
 
 IMAGE_PAD = "<|image_pad|>"
-DEFAULT_MAX_PIXELS = 1280 * 32 * 32  # 1280 visual tokens: the Qwen3-VL README's upper recommendation
-DEFAULT_MIN_PIXELS = 64 * 32 * 32
 RESERVED_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
 
 
-def pixel_budget(image_processor: Any, min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
-    """The per-image pixel range: the operator's settings, else the checkpoint's own (max capped)."""
-    size = getattr(image_processor, "size", None) or {}
-    own_min = size.get("shortest_edge") if isinstance(size, dict) else None
-    own_max = size.get("longest_edge") if isinstance(size, dict) else None
-    high = max_pixels or min(own_max or DEFAULT_MAX_PIXELS, DEFAULT_MAX_PIXELS)
-    low = min_pixels or min(own_min or DEFAULT_MIN_PIXELS, high)
-    return low, high
+@dataclass
+class Prompt(Prepared):
+    """A tokenised request ready for the model: token ids plus the processed images."""
+
+    input_ids: list[int] = field(default_factory=list)
+    mm_token_type_ids: list[int] = field(default_factory=list)
+    image_inputs: dict[str, Any] = field(default_factory=dict)  # pixel_values, image_grid_thw
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def num_images(self) -> int:
+        return self.request.num_images
 
 
 class PromptBuilder:
@@ -46,6 +53,8 @@ class PromptBuilder:
         self._chat_template = chat_template
         self._size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
         self.merge_size = int(getattr(image_processor, "merge_size", 2))
+        factor = int(getattr(image_processor, "patch_size", 16)) * self.merge_size
+        self._budget = ImageBudget(min_pixels, max_pixels, factor)
         self.image_token_id: int = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
 
     def render(self, turns: Sequence[ChatTurn]) -> str:
@@ -64,6 +73,12 @@ class PromptBuilder:
         )
 
     def build(self, turns: Sequence[ChatTurn], images: Sequence[Image.Image]) -> Prompt:
+        return self.build_request(EngineRequest.chat(turns, images))
+
+    def build_request(self, request: EngineRequest) -> Prompt:
+        turns, images = request.turns, [item.image for item in request.media]
+        for image in images:
+            self._budget.size_for(*image.size, param="messages")  # refuse what the processor cannot take
         text = self.render(turns)
         pieces = text.split(IMAGE_PAD)
         if len(pieces) - 1 != len(images):
@@ -80,4 +95,4 @@ class PromptBuilder:
             image_inputs = {"pixel_values": processed["pixel_values"], "image_grid_thw": grid}
         input_ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
         type_ids = [1 if token == self.image_token_id else 0 for token in input_ids]
-        return Prompt(input_ids, type_ids, image_inputs, num_images=len(images))
+        return Prompt(request, sum(type_ids), input_ids, type_ids, image_inputs)

@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from vlserve.engine.base import Delta, Prompt, SamplingParams
+from vlserve.engine.base import Delta, SamplingParams
+from vlserve.engine.transformers.prompting import Prompt
 from vlserve.errors import RateLimitError, ServerError, VLServeError
 from vlserve.observability.request_id import current_request_id
 
@@ -63,6 +64,7 @@ class Scheduler:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlserve-model")
         self._task: asyncio.Task[None] | None = None
         self.batch_sizes: list[int] = []  # the size of every batch run, newest last (bounded)
+        self.running = 0  # requests in the batch being generated
 
     @property
     def queue_depth(self) -> int:
@@ -136,9 +138,12 @@ class Scheduler:
                 self._queue.qsize(),
                 " ".join(r.request_id for r in batch),
             )
+            self.running = len(batch)
             try:
                 await loop.run_in_executor(self._executor, self._runner.run_batch, batch)
             except Exception:  # a failed batch must not stop the server
                 log.exception("batch of %d failed", len(batch))
                 for request in batch:
                     request.emit(ServerError("generation failed; see the server log"))
+            finally:
+                self.running = 0

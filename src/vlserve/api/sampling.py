@@ -1,0 +1,72 @@
+"""An OpenAI chat request's options → the engine's SamplingParams, legacy vLLM fields translated or refused."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from vlserve.api.protocol import ChatCompletionRequest
+from vlserve.engine.base import SamplingParams
+from vlserve.errors import ClientError
+from vlserve.structured import OutputFormat, parse_response_format
+from vlserve.structured.formats import check_schema
+
+# vLLM removed these in 0.12 and now ignores them (HTTP 200, unconstrained output); vlserve says so instead.
+_REFUSED_LEGACY = {
+    "guided_regex": "use response_format with a json_schema whose string property has a 'pattern'",
+    "guided_choice": 'use response_format with a json_schema {"enum": [...]}',
+    "guided_grammar": "use response_format with a json_schema",
+    "guided_whitespace_pattern": "answers are compact JSON",
+    "structured_outputs": "use response_format with a json_schema",
+}
+
+
+def _guided_json(value: dict[str, Any] | str) -> OutputFormat:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ClientError(f"guided_json is not valid JSON: {exc.msg}", param="guided_json") from None
+    check_schema(value, "guided_json")
+    return OutputFormat.of("guided_json", value)
+
+
+def output_format(request: ChatCompletionRequest) -> OutputFormat | None:
+    """The requested answer format: ``response_format``, or vLLM's legacy ``guided_json`` translated."""
+    for name, instead in _REFUSED_LEGACY.items():
+        if getattr(request, name) is not None:
+            raise ClientError(
+                f"'{name}' is not supported (vLLM removed it in 0.12 and ignores it since); {instead}",
+                param=name,
+                code="unsupported_parameter",
+            )
+    response_format = request.response_format
+    output = parse_response_format(None if response_format is None else response_format.model_dump())
+    if request.guided_json is None:
+        return output
+    if output is not None:
+        raise ClientError("send either response_format or guided_json, not both", param="guided_json")
+    return _guided_json(request.guided_json)
+
+
+def sampling_params(request: ChatCompletionRequest) -> SamplingParams:
+    if request.n != 1:
+        raise ClientError("n > 1 is not supported; send separate requests", param="n")
+    return SamplingParams(
+        max_tokens=request.max_completion_tokens or request.max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        top_k=None if request.top_k is None else max(request.top_k, 0),
+        seed=request.seed,
+        stop=request.stop_sequences(),
+        output=output_format(request),
+        min_tokens=request.min_tokens,
+        ignore_eos=request.ignore_eos,
+        presence_penalty=request.presence_penalty or 0.0,
+        frequency_penalty=request.frequency_penalty or 0.0,
+        repetition_penalty=1.0 if request.repetition_penalty is None else request.repetition_penalty,
+        logit_bias={int(token): bias for token, bias in (request.logit_bias or {}).items()},
+        logprobs=bool(request.logprobs),
+        top_logprobs=request.top_logprobs or 0,
+        return_token_ids=request.return_token_ids,
+    )

@@ -1,0 +1,112 @@
+"""Generation: media → engine request → checked → completed or streamed, answers validated.
+
+Everything that can be wrong with a request is found before the first byte is sent: ``stream``
+checks the request with the engine and waits for the engine's first delta before it returns, so a
+full queue, an upstream's refusal or a prompt that does not fit is an error status, not an error
+inside a stream that already answered 200.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from vlserve.engine.base import Delta, Engine, EngineRequest, MediaItem, Prepared, SamplingParams, Usage
+from vlserve.errors import ModelOutputError, NotFoundError, ServerError
+from vlserve.media import MediaLoader, MediaRef
+from vlserve.structured import OutputFormat, validate_output
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str
+    usage: Usage
+    token_ids: tuple[int, ...] = ()
+
+
+def answer_error(text: str, finish_reason: str, output: OutputFormat | None) -> ModelOutputError | None:
+    """The error for a finished answer that breaks the requested format (a cut-off one is the client's call)."""
+    if output is None or finish_reason != "stop":
+        return None
+    problem = validate_output(text, output)
+    if problem is None:
+        return None
+    return ModelOutputError(f"{problem}; the grammar cannot enforce every schema keyword", param="response_format")
+
+
+class GenerationService:
+    def __init__(self, engine: Engine, media: MediaLoader, *, max_images: int) -> None:
+        self.engine = engine
+        self._media = media
+        self.max_images = max_images  # per request, the server's limit
+
+    def check_model(self, name: str | None) -> str:
+        served = self.engine.info.id
+        if name is not None and name != served:
+            raise NotFoundError(
+                f"the model {name!r} does not exist; this server serves {served!r}",
+                param="model",
+                code="model_not_found",
+            )
+        return served
+
+    async def load_media(self, refs: Sequence[MediaRef]) -> tuple[MediaItem, ...]:
+        return MediaItem.images(await self._media.load(refs))
+
+    async def prepare(self, request: EngineRequest) -> Prepared:
+        return await self.engine.prepare(request)
+
+    async def stream(self, prepared: Prepared, params: SamplingParams) -> AsyncIterator[Delta]:
+        """Deltas of the answer, the last with finish reason and usage; closing it cancels generation.
+
+        Raises before returning when the engine refuses the request. The iterator raises
+        ModelOutputError, after the text, when a finished answer breaks the requested format.
+        """
+        await self.engine.check(prepared, params)
+        deltas = self.engine.generate(prepared, params)
+        try:
+            first = await anext(deltas)
+        except StopAsyncIteration:
+            raise ServerError("generation ended without a result") from None
+        except BaseException:
+            await deltas.aclose()
+            raise
+        return self._validated(first, deltas, params.output)
+
+    async def _validated(
+        self, first: Delta, deltas: AsyncIterator[Delta], output: OutputFormat | None
+    ) -> AsyncIterator[Delta]:
+        text: list[str] = []
+        delta = first
+        try:
+            while True:
+                text.append(delta.text)
+                if delta.finish_reason is not None:
+                    error = answer_error("".join(text), delta.finish_reason, output)
+                    if error is not None:  # the text so far, then the error instead of a finish
+                        if delta.text:
+                            yield Delta(delta.text, token_ids=delta.token_ids)
+                        raise error
+                    yield delta
+                    return
+                yield delta
+                try:
+                    delta = await anext(deltas)
+                except StopAsyncIteration:
+                    raise ServerError("generation ended without a result") from None
+        finally:
+            await deltas.aclose()
+
+    async def complete(self, prepared: Prepared, params: SamplingParams) -> Completion:
+        pieces: list[str] = []
+        token_ids: list[int] = []
+        async with contextlib.aclosing(await self.stream(prepared, params)) as deltas:
+            async for delta in deltas:
+                pieces.append(delta.text)
+                token_ids.extend(delta.token_ids)
+                if delta.finish_reason is not None:
+                    usage = delta.usage or Usage(0, len(token_ids))
+                    return Completion("".join(pieces), delta.finish_reason, usage, tuple(token_ids))
+        raise ServerError("generation ended without a result")
