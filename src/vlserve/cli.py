@@ -46,16 +46,53 @@ def ensure_model(settings: Settings) -> Path:
     return model_dir
 
 
+VLLM_EXTRA = "pip install 'vlserve[vllm]'"
+
+
+def check_vllm(settings: Settings) -> None:
+    """The managed engine needs the vllm command; without it, one line saying how to install it."""
+    import shutil
+
+    if shutil.which(settings.vllm_executable) is None:
+        console.print(
+            f"[red]cannot serve:[/red] vLLM is not installed ({settings.vllm_executable!r} is not on PATH); "
+            f"install it on a GPU machine with {VLLM_EXTRA}, or set VLSERVE_VLLM_EXECUTABLE"
+        )
+        raise typer.Exit(2)
+
+
 @app.command()
 def serve(
     model: ModelOpt = None,
-    host: Annotated[str | None, typer.Option(help="Listen address [default: 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: 8080].")] = None,
-    engine: Annotated[str | None, typer.Option(help="Inference backend [default: transformers].")] = None,
-    max_batch_size: Annotated[int | None, typer.Option(help="Requests batched together [default: 4].")] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address \\[default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port \\[default: 8080].")] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="transformers (in-process), vllm (managed child) or remote \\[default: transformers]."),
+    ] = None,
+    max_batch_size: Annotated[int | None, typer.Option(help="Requests batched together \\[default: 4].")] = None,
     served_model_name: Annotated[str | None, typer.Option(help="Model id clients send.")] = None,
+    max_model_len: Annotated[
+        int | None, typer.Option(help="Context limit \\[default: the model's; vllm: 32768].")
+    ] = None,
+    upstream: Annotated[
+        str | None, typer.Option(help="remote: upstream OpenAI base URLs, comma-separated (http://vllm:8000/v1).")
+    ] = None,
+    upstream_model: Annotated[str | None, typer.Option(help="remote: the upstream's model name.")] = None,
+    upstream_api_key: Annotated[
+        str | None, typer.Option(help="remote: bearer token for the upstream (or VLSERVE_UPSTREAM_API_KEY).")
+    ] = None,
+    tensor_parallel_size: Annotated[int | None, typer.Option(help="vllm: GPUs per model \\[default: 1].")] = None,
+    expert_parallel: Annotated[
+        bool | None, typer.Option("--expert-parallel/--no-expert-parallel", help="vllm: expert parallel for MoE.")
+    ] = None,
+    gpu_memory_utilization: Annotated[
+        float | None, typer.Option(help="vllm: share of GPU memory \\[default: 0.9].")
+    ] = None,
+    quantization: Annotated[str | None, typer.Option(help="vllm: --quantization, e.g. fp8.")] = None,
+    vllm_args: Annotated[str | None, typer.Option(help="vllm: extra arguments for vllm serve, shell-quoted.")] = None,
 ) -> None:
-    """Start the HTTP server (OpenAI-compatible API, /v1/chat/vision, health probes)."""
+    """Start the HTTP server (OpenAI-compatible API, /v1/chat/vision, documents, health probes)."""
     import uvicorn
 
     from vlserve.app import build_app
@@ -68,11 +105,28 @@ def serve(
         engine=engine,
         max_batch_size=max_batch_size,
         served_model_name=served_model_name,
+        max_model_len=max_model_len,
+        upstream=upstream,
+        upstream_model=upstream_model,
+        upstream_api_key=upstream_api_key,
+        vllm_tensor_parallel_size=tensor_parallel_size,
+        vllm_expert_parallel=expert_parallel,
+        vllm_gpu_memory_utilization=gpu_memory_utilization,
+        vllm_quantization=quantization,
+        vllm_args=vllm_args,
     )
     configure_logging(settings.log_level)
-    model_dir = ensure_model(settings)
+    if settings.engine == "remote":
+        if settings.model is not None:
+            ensure_model(settings)
+        target = f"{len(settings.upstream)} upstream(s)"
+    else:
+        if settings.engine == "vllm":
+            check_vllm(settings)
+        target = str(ensure_model(settings))
+    name = settings.model_name() or "the upstream's model"
     console.print(
-        f"serving [bold]{settings.model_name()}[/bold] from {model_dir} on http://{settings.host}:{settings.port}"
+        f"serving [bold]{name}[/bold] ({settings.engine}) from {target} on http://{settings.host}:{settings.port}"
     )
     config = uvicorn.Config(
         build_app(settings),
@@ -121,7 +175,7 @@ def doc(
     schema: Annotated[Path | None, typer.Option(help="JSON Schema file: each page answers JSON under it.")] = None,
     prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="Instead of the default prompt.")] = None,
     pages: Annotated[str | None, typer.Option(help='Page range, e.g. "1-5,8".')] = None,
-    out: Annotated[Path | None, typer.Option(help="Write the result JSON here [default: stdout].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the result JSON here \\[default: stdout].")] = None,
     url: Annotated[str, typer.Option(help="Server base URL.")] = "http://127.0.0.1:8080",
     local: Annotated[bool, typer.Option("--local", help="Run the model in this process, no server.")] = False,
     model: ModelOpt = None,
@@ -172,7 +226,7 @@ def doc(
 
 @demo_app.command("build")
 def demo_build(
-    out: Annotated[Path | None, typer.Option(help="Output directory [default: ~/.cache/vlserve/models/…].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory \\[default: ~/.cache/vlserve/models/…].")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Rebuild even if it exists.")] = False,
 ) -> None:
@@ -188,8 +242,8 @@ def demo_build(
 @demo_app.command("train")
 def demo_train(
     out: Annotated[Path, typer.Option(help="Output checkpoint directory.")],
-    steps: Annotated[int | None, typer.Option(help="Optimizer steps [default: the shipped model's].")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Examples per step [default: the shipped model's].")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps \\[default: the shipped model's].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step \\[default: the shipped model's].")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the tokenizer, the weights and every chart.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, or cuda to train on a GPU (bf16).")] = "cpu",
     workers: Annotated[int, typer.Option(help="Processes drawing charts (same data for any number).")] = 1,

@@ -111,6 +111,13 @@ class ServiceUnavailableError(ServerError):
     code = "unavailable"
 
 
+class UpstreamError(ServerError):
+    """The upstream engine failed (5xx), could not be reached (503) or took too long (504)."""
+
+    status_code = 502
+    code = "upstream_error"
+
+
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _PATH = re.compile(r"(?<![\w:/.])/(?:[\w.\-]+/)+[\w.\-]*")
 

@@ -22,11 +22,15 @@ def demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def start_server(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     servers: list[ServerProcess] = []
 
-    def start(**settings: object) -> ServerProcess:
+    def start(*, ready: bool = True, env: dict[str, str] | None = None, **settings: object) -> ServerProcess:
+        """A server on the demo model; returns once it is ready (or, with ``ready=False``, live)."""
         log = tmp_path_factory.mktemp("server") / "server.log"
         data = tmp_path_factory.mktemp("data")  # its own job database and file cache, not the user's
-        server = ServerProcess(demo_model, log, **{"data_dir": data, **FAST_IMAGES, **settings})
+        server = ServerProcess(demo_model, log, env=env, **{"data_dir": data, **FAST_IMAGES, **settings})
         servers.append(server)
+        if not ready:
+            server.wait_status("/health/live", 200)
+            return server
         return server.wait_ready()
 
     yield start

@@ -23,13 +23,16 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, model_dir: Path | None, log_path: Path, **settings: object) -> None:
+    def __init__(
+        self, model_dir: Path | None, log_path: Path, *, env: dict[str, str] | None = None, **settings: object
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        extra = env or {}
         env = {k: v for k, v in os.environ.items() if not k.startswith("VLSERVE_")}
         env.update({f"VLSERVE_{k.upper()}": str(v) for k, v in settings.items()})
-        env.update({"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+        env.update({"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **extra})
         self._log = log_path.open("w")
         model = ["--model", str(model_dir)] if model_dir is not None else []
         self.proc = subprocess.Popen(
@@ -42,6 +45,28 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return self.log()
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not in the server log:\n{self.log()[-3000:]}")
+
+    def wait_status(self, path: str, status: int, timeout: float = 60) -> httpx.Response:
+        """Poll ``path`` until it answers ``status``; the last response."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                response = httpx.get(f"{self.url}{path}", timeout=2)
+                if response.status_code == status:
+                    return response
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"{path} never answered {status}:\n{self.log()[-3000:]}")
+            time.sleep(0.2)
 
     def wait_ready(self, timeout: float = 180) -> ServerProcess:
         deadline = time.monotonic() + timeout
@@ -66,3 +91,8 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+def stopped_after(log: str) -> list[int]:
+    """Token counts of the generations the server stopped because their client went away."""
+    return [int(line.split("stopped after ")[1].split()[0]) for line in log.splitlines() if "stopped after" in line]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import pytest
 
+from tests.e2e.server import stopped_after
 from tests.support.images import chart_url
 
 pytestmark = pytest.mark.e2e
@@ -65,19 +65,6 @@ def test_full_queue_answers_429_with_retry_after(start_server):
     assert refused.json()["error"]["type"] == "rate_limit_error"
 
 
-def wait_for_log(server, text: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in server.log():
-            return server.log()
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} not in the server log:\n{server.log()[-3000:]}")
-
-
-def stopped_after(log: str) -> list[int]:
-    return [int(line.split("stopped after ")[1].split()[0]) for line in log.splitlines() if "stopped after" in line]
-
-
 def test_a_streaming_client_that_disconnects_stops_its_generation(start_server):
     server = start_server()
     body = chat("write a long story", chart_url(4), max_tokens=4000, temperature=0, stream=True)
@@ -86,7 +73,7 @@ def test_a_streaming_client_that_disconnects_stops_its_generation(start_server):
         lines = r.iter_lines()
         for _ in range(6):
             next(lines)
-    log = wait_for_log(server, "the client went away")
+    log = server.wait_for_log("the client went away")
     assert stopped_after(log)[-1] < 4000
 
 
@@ -95,5 +82,5 @@ def test_a_non_streaming_client_that_times_out_stops_its_generation(start_server
     body = chat("write a long story", chart_url(5), max_tokens=4000, temperature=0)
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=1.5)
-    log = wait_for_log(server, "the client went away")
+    log = server.wait_for_log("the client went away")
     assert stopped_after(log)[-1] < 4000

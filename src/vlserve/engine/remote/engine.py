@@ -1,0 +1,264 @@
+"""The remote backend: an OpenAI-compatible fleet (vLLM, SGLang, another vlserve) reached over HTTP.
+
+Every request streams from one upstream picked round-robin among the healthy ones. It is retried on
+another upstream only if it failed before its first token (so before any byte reached the client).
+Deadlines: connecting, the first token, the whole request. Closing the stream closes the upstream
+connection, which makes vLLM abort the request. Upstream addresses and keys never reach a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+
+from vlserve.engine.base import Delta, EngineRequest, EngineStatus, ModelInfo, Prepared, SamplingParams
+from vlserve.engine.capabilities import refuse_unsupported
+from vlserve.engine.remote.config import RemoteConfig
+from vlserve.engine.remote.media import inline_image
+from vlserve.engine.remote.upstreams import Upstream, UpstreamPool
+from vlserve.engine.remote.wire import ChunkReader, messages, request_body, upstream_error
+from vlserve.engine.warmup import warm_up
+from vlserve.errors import (
+    ContextLengthError,
+    RateLimitError,
+    ServerError,
+    UpstreamError,
+    VLServeError,
+)
+from vlserve.observability.request_id import current_request_id
+from vlserve.structured import OutputFormat
+
+log = logging.getLogger("vlserve.engine")
+T = TypeVar("T")
+
+SUPPORTED = frozenset(
+    {"presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "ignore_eos", "min_tokens"}
+)
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+@dataclass
+class RemotePrompt(Prepared):
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Retry(Exception):
+    """A failure before the first token: another upstream may answer instead."""
+
+    def __init__(self, error: VLServeError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+async def _within(work: Awaitable[T], deadline: float, what: str) -> T:
+    try:
+        return await asyncio.wait_for(work, max(deadline - time.monotonic(), 0.001))
+    except TimeoutError:
+        error = UpstreamError(f"the upstream engine did not answer in time ({what})", headers={"Retry-After": "5"})
+        error.status_code, error.code = 504, "upstream_timeout"
+        raise error from None
+
+
+class RemoteEngine:
+    def __init__(self, config: RemoteConfig) -> None:
+        self._config = config
+        self.name = config.name
+        headers = {} if config.api_key is None else {"Authorization": f"Bearer {config.api_key}"}
+        self._headers = headers
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(connect=config.connect_timeout, read=None, write=60.0, pool=config.connect_timeout),
+            limits=httpx.Limits(max_connections=config.max_inflight + 16, max_keepalive_connections=64),
+            trust_env=False,  # never through an environment proxy: upstreams are on the private network
+            follow_redirects=False,
+        )
+        self.pool = UpstreamPool(list(config.upstreams), self._client, interval=config.health_interval, headers=headers)
+        self._model = config.model or ""
+        self._info = ModelInfo(
+            id=config.served_name or config.model or "",
+            max_model_len=config.max_model_len or 0,
+            max_images_per_request=config.max_images,
+            architecture="remote",
+            created=int(time.time()),
+            min_pixels=config.budget.min_pixels,
+            max_pixels=config.budget.max_pixels,
+        )
+        self._warm = False
+        self._inflight = 0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RemoteEngine:
+        return cls(RemoteConfig.from_settings(settings))
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    @property
+    def ready(self) -> bool:
+        return self._warm and self.pool.any_healthy
+
+    def status(self) -> EngineStatus:
+        detail = None
+        if not self.pool.any_healthy:
+            detail = "no upstream engine is healthy"
+        elif not self._warm:
+            detail = "warming up"
+        return EngineStatus(queue_depth=0, running=self._inflight, detail=detail)
+
+    async def start(self) -> None:
+        started = time.monotonic()
+        self.pool.start()
+        if not self.pool.any_healthy:
+            log.info("waiting for an upstream engine to become healthy")
+        await self.pool.wait_healthy()
+        await self._discover()
+        if self._config.warmup:
+            await warm_up(self)
+        self._warm = True
+        log.info("remote engine ready after %.1f s: model %s", time.monotonic() - started, self._model)
+
+    async def close(self) -> None:
+        self._warm = False
+        await self.pool.stop()
+        await self._client.aclose()
+
+    async def _discover(self) -> None:
+        """The upstream's model (the configured one, else the first it lists) and its context length."""
+        upstream = self.pool.pick([])
+        response = await self._client.get(f"{upstream.url}/models", headers=self._headers)
+        if response.status_code != 200:
+            raise ServerError(f"the upstream's model list answered HTTP {response.status_code}")
+        models = [m for m in response.json().get("data", []) if isinstance(m, dict) and m.get("id")]
+        if not models:
+            raise ServerError("the upstream serves no model")
+        wanted = self._config.model or models[0]["id"]
+        card = next((m for m in models if m["id"] == wanted), None)
+        if card is None:
+            served = [m["id"] for m in models]
+            raise ServerError(f"the upstream does not serve the model {wanted!r}; it serves {served}")
+        self._model = wanted
+        limit = self._config.max_model_len or int(card.get("max_model_len") or 0)
+        self._info = ModelInfo(
+            id=self._config.served_name or wanted,
+            max_model_len=limit,
+            max_images_per_request=self._config.max_images,
+            architecture=self._info.architecture,
+            created=self._info.created,
+            min_pixels=self._info.min_pixels,
+            max_pixels=self._info.max_pixels,
+        )
+
+    # --- requests ----------------------------------------------------------------------------------
+    async def prepare(self, request: EngineRequest) -> RemotePrompt:
+        def inline() -> RemotePrompt:
+            pairs = [inline_image(item.image, self._config.budget, self._config.image_format) for item in request.media]
+            chat = messages(request.turns, [url for url, _ in pairs])
+            return RemotePrompt(request, sum(tokens for _, tokens in pairs), chat)
+
+        return await asyncio.to_thread(inline)
+
+    async def check(self, prepared: Prepared, params: SamplingParams) -> None:
+        refuse_unsupported(prepared.request, params, supported=SUPPORTED, engine=self.name)
+        limit = self._info.max_model_len
+        if limit and params.max_tokens is not None and params.max_tokens >= limit:
+            raise ContextLengthError(
+                f"this model's context is {limit} tokens; max_tokens {params.max_tokens} leaves no room for the prompt",
+                param="max_tokens",
+            )
+
+    async def check_output(self, output: OutputFormat) -> None:
+        """The upstream enforces the format while decoding; vlserve validates every answer afterwards."""
+
+    async def generate(self, prepared: Prepared, params: SamplingParams) -> AsyncIterator[Delta]:
+        if not isinstance(prepared, RemotePrompt):
+            raise ServerError(f"a {type(prepared).__name__} was given to the {self.name} engine")
+        if self._inflight >= self._config.max_inflight:
+            raise RateLimitError(
+                f"the server is at capacity ({self._config.max_inflight} requests in flight); retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        body = request_body(self._model, prepared.messages, params)
+        self._inflight += 1
+        try:
+            tried: list[Upstream] = []
+            while True:
+                upstream = self.pool.pick(tried)
+                tried.append(upstream)
+                started = False
+                try:
+                    async for delta in self._attempt(upstream, body, prepared.image_tokens):
+                        started = True
+                        yield delta
+                    return
+                except _Retry as retry:
+                    if started:
+                        raise retry.error from None
+                    log.warning("upstream %s failed before the first token: %s", upstream.url, retry.error.message)
+                    if not any(u.healthy and u not in tried for u in self.pool.upstreams):
+                        raise retry.error from None
+        finally:
+            self._inflight -= 1
+
+    async def _attempt(self, upstream: Upstream, body: dict[str, Any], image_tokens: int) -> AsyncIterator[Delta]:
+        """One upstream's answer; _Retry for a failure another upstream might not have."""
+        now = time.monotonic()
+        first_deadline = now + min(self._config.first_token_timeout, self._config.timeout)
+        total_deadline = now + self._config.timeout
+        headers = {**self._headers, "X-Request-Id": current_request_id.get()}
+        request = self._client.build_request("POST", f"{upstream.url}/chat/completions", json=body, headers=headers)
+        try:
+            response = await _within(self._client.send(request, stream=True), first_deadline, "first token")
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            self.pool.failed(upstream, f"connect: {type(exc).__name__}")
+            raise _Retry(self._unreachable()) from None
+        except httpx.HTTPError as exc:
+            raise _Retry(UpstreamError(f"the upstream connection failed ({type(exc).__name__})")) from None
+        try:
+            if response.status_code >= 400:
+                payload = await _within(response.aread(), total_deadline, "error body")
+                error = upstream_error(response.status_code, payload[:_ERROR_BODY_LIMIT], response.headers, self.scrub)
+                if response.status_code >= 500 or response.status_code == 429:
+                    raise _Retry(error)
+                raise error
+            reader = ChunkReader(image_tokens, self.scrub)
+            lines = response.aiter_lines()
+            produced = False
+            while not reader.done:
+                deadline = total_deadline if produced else first_deadline
+                try:
+                    line = await _within(anext(lines), deadline, "whole request" if produced else "first token")
+                except StopAsyncIteration:
+                    break
+                for delta in reader.feed(line):
+                    produced = True
+                    yield delta
+            if not reader.done:
+                for delta in reader.end():
+                    yield delta
+            if not reader.done:
+                raise _Retry(UpstreamError("the upstream closed the stream before the answer ended"))
+        except httpx.HTTPError as exc:
+            raise _Retry(UpstreamError(f"the upstream stream broke ({type(exc).__name__})")) from None
+        finally:
+            await response.aclose()
+
+    def _unreachable(self) -> UpstreamError:
+        error = UpstreamError("the upstream engine cannot be reached; retry shortly", headers={"Retry-After": "5"})
+        error.status_code = 503
+        return error
+
+    def scrub(self, message: str) -> str:
+        """The message without any upstream address or key."""
+        secrets = [self._config.api_key or ""]
+        for upstream in self.pool.upstreams:
+            host = httpx.URL(upstream.url).host
+            secrets += [upstream.url, upstream.root, httpx.URL(upstream.url).netloc.decode(), host]
+        for secret in sorted(filter(None, secrets), key=len, reverse=True):
+            message = message.replace(secret, "<upstream>")
+        return message

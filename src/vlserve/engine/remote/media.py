@@ -1,0 +1,35 @@
+"""Images for an upstream: resized once to the model's pixel budget, then inlined as data URLs.
+
+Media never reaches an upstream as a URL: vlserve has already fetched it through its address guard
+and decoded it, so an upstream that would fetch any URL it is given (vLLM does by default) is never
+asked to, and its CPU preprocessing receives images that need no resizing.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Literal
+
+from PIL import Image
+
+from vlserve.media.resize import ImageBudget
+
+ImageFormat = Literal["png", "jpeg"]
+_JPEG_QUALITY = 90
+
+
+def encode(image: Image.Image, image_format: ImageFormat) -> bytes:
+    buffer = io.BytesIO()
+    if image_format == "jpeg":
+        image.save(buffer, format="JPEG", quality=_JPEG_QUALITY)
+    else:
+        image.save(buffer, format="PNG", compress_level=1)  # fast; loopback and LAN bytes are cheap
+    return buffer.getvalue()
+
+
+def inline_image(image: Image.Image, budget: ImageBudget, image_format: ImageFormat) -> tuple[str, int]:
+    """(data URL of the image at the size the model sees it, its visual tokens)."""
+    fitted = budget.fit(image, param="messages")
+    data = base64.b64encode(encode(fitted, image_format)).decode("ascii")
+    return f"data:image/{image_format};base64,{data}", budget.tokens(*fitted.size)

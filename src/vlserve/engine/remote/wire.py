@@ -1,0 +1,183 @@
+"""The OpenAI wire format of the remote engine: the request body sent upstream, and its SSE answer read back.
+
+Requests always stream (``stream_options.include_usage``), so time to first token, cancellation and
+usage work the same whether the client streams or not.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from vlserve.engine.base import ChatTurn, Delta, SamplingParams, Usage
+from vlserve.errors import ClientError, RateLimitError, UpstreamError, VLServeError
+from vlserve.structured import OutputFormat
+from vlserve.structured.formats import ANY_OBJECT
+
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def messages(turns: Sequence[ChatTurn], image_urls: Sequence[str]) -> list[dict[str, Any]]:
+    """OpenAI messages: text-only turns as strings, image placeholders filled in order with ``image_urls``."""
+    urls = iter(image_urls)
+    out: list[dict[str, Any]] = []
+    for turn in turns:
+        if all(p["type"] == "text" for p in turn.parts) and len(turn.parts) == 1:
+            out.append({"role": turn.role, "content": turn.parts[0]["text"]})
+            continue
+        content = [_part(p, urls) for p in turn.parts]
+        out.append({"role": turn.role, "content": content})
+    return out
+
+
+def _part(part: Mapping[str, str], urls: Iterator[str]) -> dict[str, Any]:
+    if part["type"] == "text":
+        return {"type": "text", "text": part["text"]}
+    return {"type": "image_url", "image_url": {"url": next(urls)}}
+
+
+def response_format(output: OutputFormat) -> dict[str, Any]:
+    if output.name == "json_object" and output.schema == ANY_OBJECT:
+        return {"type": "json_object"}
+    name = _NAME_CHARS.sub("_", output.name)[:64] or "schema"
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": output.schema, "strict": True}}
+
+
+def request_body(model: str, chat: list[dict[str, Any]], params: SamplingParams) -> dict[str, Any]:
+    """The streaming chat request; only what the client set is sent, so the upstream's defaults apply."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": chat,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    optional = {
+        "max_tokens": params.max_tokens,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "top_k": params.top_k,
+        "seed": params.seed,
+        "stop": list(params.stop) or None,
+        "response_format": None if params.output is None else response_format(params.output),
+        "min_tokens": params.min_tokens or None,
+        "ignore_eos": params.ignore_eos or None,
+        "presence_penalty": params.presence_penalty or None,
+        "frequency_penalty": params.frequency_penalty or None,
+        "repetition_penalty": None if params.repetition_penalty == 1.0 else params.repetition_penalty,
+        "logit_bias": {str(k): v for k, v in params.logit_bias.items()} or None,
+        "return_token_ids": params.return_token_ids or None,
+    }
+    body.update({k: v for k, v in optional.items() if v is not None})
+    return body
+
+
+def upstream_error(
+    status: int, payload: bytes, headers: Mapping[str, str], scrub: Callable[[str], str]
+) -> VLServeError:
+    """An upstream's error answer as vlserve's error: 4xx keep their status, 5xx become 502."""
+    message, param, code, kind = _envelope(payload)
+    message = scrub(message) if message else f"the upstream answered HTTP {status}"
+    if status == 429:
+        retry = headers.get("retry-after", "1")
+        return RateLimitError(message, param=param, headers={"Retry-After": retry if retry.isdigit() else "1"})
+    if 400 <= status < 500:
+        error = ClientError(message, param=param, code=code or f"http_{status}")
+        error.status_code = status
+        if kind:
+            error.error_type = kind
+        return error
+    return UpstreamError(f"the upstream engine failed (HTTP {status}): {message}", headers={"Retry-After": "5"})
+
+
+def _envelope(payload: bytes) -> tuple[str, str | None, str | None, str | None]:
+    """(message, param, code, type) of an OpenAI error body, or of vLLM's older flat one."""
+    try:
+        body = json.loads(payload or b"null")
+    except ValueError:
+        return payload[:300].decode("utf-8", "replace").strip(), None, None, None
+    if not isinstance(body, dict):
+        return "", None, None, None
+    error = body.get("error") if isinstance(body.get("error"), dict) else body
+    message = error.get("message") or error.get("detail") or ""
+    code = error.get("code")
+    return (
+        str(message)[:2000],
+        error.get("param") if isinstance(error.get("param"), str) else None,
+        code if isinstance(code, str) else None,
+        error.get("type") if isinstance(error.get("type"), str) else None,
+    )
+
+
+class ChunkReader:
+    """Turns the upstream's SSE lines into deltas; the last carries the finish reason and the usage."""
+
+    def __init__(self, image_tokens: int, scrub: Callable[[str], str]) -> None:
+        self._image_tokens = image_tokens
+        self._scrub = scrub
+        self._finish: str | None = None
+        self._usage: dict[str, Any] | None = None
+        self._generated = 0
+        self.done = False  # the final delta was produced
+
+    @property
+    def finished(self) -> bool:
+        return self._finish is not None
+
+    def feed(self, line: str) -> Iterator[Delta]:
+        if not line.startswith("data:"):
+            return
+        data = line[5:].strip()
+        if data == "[DONE]":
+            yield from self.end()
+            return
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise UpstreamError("the upstream sent a stream event that is not JSON") from None
+        if "error" in chunk or chunk.get("object") == "error":
+            raise self._stream_error(chunk)
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            text, token_ids = delta.get("content") or "", tuple(choice.get("token_ids") or ())
+            self._generated += len(token_ids) if token_ids else int(bool(text))
+            if choice.get("finish_reason"):
+                self._finish = _finish_reason(choice["finish_reason"])
+            if text or token_ids:
+                yield Delta(text, token_ids=token_ids)
+        if chunk.get("usage"):
+            self._usage = chunk["usage"]
+            if self._finish is not None:
+                yield from self.end()
+
+    def end(self) -> Iterator[Delta]:
+        """The final delta, once the answer has finished (at the usage chunk, ``[DONE]`` or the end)."""
+        if self.done or self._finish is None:
+            return
+        self.done = True
+        usage = self._usage or {}
+        yield Delta(
+            "",
+            self._finish,  # type: ignore[arg-type]
+            usage=Usage(
+                int(usage.get("prompt_tokens") or 0),
+                int(usage.get("completion_tokens") or self._generated),
+                self._image_tokens,
+            ),
+        )
+
+    def _stream_error(self, chunk: dict[str, Any]) -> VLServeError:
+        error = chunk.get("error") if isinstance(chunk.get("error"), dict) else chunk
+        status = error.get("code") if isinstance(error.get("code"), int) else 500
+        return upstream_error(status, json.dumps({"error": error}).encode(), {}, self._scrub)
+
+
+def _finish_reason(reason: str) -> str:
+    if reason in ("stop", "length"):
+        return reason
+    if reason == "abort":
+        raise UpstreamError("the upstream engine aborted the request", headers={"Retry-After": "5"})
+    return "stop"

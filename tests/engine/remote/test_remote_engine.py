@@ -1,0 +1,249 @@
+"""The remote engine behind the real app, against scriptable upstreams on loopback ports.
+
+Round-robin over healthy upstreams, retry only before the first token, errors in vlserve's envelope
+with no upstream address or key in them, deadlines, inline images, headers passed upstream.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from tests.e2e.server import free_port
+from tests.support.images import chart, data_url, encode
+from tests.support.openai_stub import Stub, serve_stubs
+from vlserve.app import build_app
+from vlserve.engine.remote import RemoteConfig, RemoteEngine
+from vlserve.media.resize import ImageBudget
+from vlserve.settings import Settings
+
+KEY = "sk-upstream-secret"
+
+
+@pytest.fixture
+def gateway(tmp_path_factory):
+    clients: list[TestClient] = []
+
+    def start(*upstreams: Stub | str, ready: bool = True, **config) -> TestClient:
+        urls = tuple(u if isinstance(u, str) else u.url for u in upstreams)
+        options = {"health_interval": 0.2, "warmup": False, "api_key": KEY, **config}
+        engine = RemoteEngine(RemoteConfig(urls, ImageBudget(64 * 1024, 256 * 1024), max_images=8, **options))
+        settings = Settings(data_dir=tmp_path_factory.mktemp("data"), url_allowlist="127.0.0.1/32", url_fetch_timeout=2)
+        client = TestClient(build_app(settings, engine=engine), raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        if ready:
+            wait_for(lambda: client.get("/health/ready").status_code == 200)
+        return client
+
+    yield start
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def wait_for(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def stubs(*names: str) -> Iterator[list[Stub]]:
+    with serve_stubs(*names) as started:
+        yield started
+
+
+def ask(client: TestClient, content: str | list = "hello", **extra) -> httpx.Response:
+    return client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": content}], **extra})
+
+
+def answer(response: httpx.Response) -> str:
+    assert response.status_code == 200, response.text
+    return response.json()["choices"][0]["message"]["content"]
+
+
+def assert_leaks_nothing(response: httpx.Response, *stubs_: Stub) -> None:
+    text = response.text
+    assert KEY not in text and "127.0.0.1" not in text
+    for stub in stubs_:
+        assert str(stub.port) not in text
+
+
+def test_requests_go_round_robin_over_the_healthy_upstreams(gateway):
+    with stubs("a", "b") as (a, b):
+        client = gateway(a, b)
+        names = [answer(ask(client)).split()[-1] for _ in range(4)]
+        assert sorted(names) == ["a", "a", "b", "b"] and names[0] != names[1]
+        assert client.get("/v1/models").json()["data"][0]["id"] == "stub-model"
+
+
+def test_an_unhealthy_upstream_is_skipped_and_readiness_needs_one_healthy(gateway):
+    with stubs("sick", "well") as (sick, well):
+        sick.behaviour = "unhealthy"
+        client = gateway(sick, well)
+        assert {answer(ask(client)).split()[-1] for _ in range(3)} == {"well"}
+        assert sick.requests == []
+        well.behaviour = "unhealthy"
+        wait_for(lambda: client.get("/health/ready").status_code == 503)
+        ready = client.get("/health/ready").json()
+        assert ready["detail"] == "no upstream engine is healthy"
+        refused = ask(client)
+        assert refused.status_code == 503 and refused.headers["Retry-After"]
+        well.behaviour = "ok"
+        wait_for(lambda: client.get("/health/ready").status_code == 200)
+        assert answer(ask(client)).endswith("well")
+
+
+def test_a_failure_before_the_first_token_is_retried_on_another_upstream(gateway):
+    with stubs("broken", "fine") as (broken, fine):
+        broken.behaviour = "500"
+        client = gateway(broken, fine)
+        assert [answer(ask(client)).split()[-1] for _ in range(2)] == ["fine", "fine"]
+        assert len(broken.requests) == 1  # tried once, then the other upstream answered
+
+
+def test_an_upstream_that_stops_answering_is_marked_down_and_the_request_goes_elsewhere(gateway):
+    with stubs("gone", "here") as (gone, here):
+        client = gateway(gone, here, health_interval=60)  # no probe will notice in time: the request must
+        gone.stop()
+        assert [answer(ask(client)).split()[-1] for _ in range(3)] == ["here"] * 3
+        assert client.get("/health/ready").status_code == 200
+
+
+def test_when_every_upstream_fails_the_client_gets_502_or_429_without_addresses(gateway):
+    with stubs("a", "b") as (a, b):
+        a.behaviour = b.behaviour = "500"
+        client = gateway(a, b)
+        failed = ask(client)
+        assert failed.status_code == 502 and failed.headers["Retry-After"]
+        assert failed.json()["error"]["code"] == "upstream_error"
+        assert_leaks_nothing(failed, a, b)
+        a.behaviour = b.behaviour = "429"
+        busy = ask(client)
+        assert busy.status_code == 429 and busy.headers["Retry-After"] == "7"
+
+
+def test_an_upstream_4xx_keeps_its_status_with_addresses_and_key_scrubbed(gateway):
+    with stubs("strict") as (strict,):
+        strict.behaviour = "400"
+        client = gateway(strict)
+        refused = ask(client)
+        assert refused.status_code == 400
+        error = refused.json()["error"]
+        assert (error["param"], error["code"]) == ("messages", "context_too_long")
+        assert error["message"].startswith("bad request at <upstream>")
+        assert_leaks_nothing(refused, strict)
+        assert len(strict.requests) == 1  # a client error is not retried
+
+
+def test_a_stream_broken_after_the_first_token_is_not_retried(gateway):
+    with stubs("flaky", "other") as (flaky, other):
+        flaky.behaviour = "break"
+        client = gateway(flaky, other)
+        body = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+        endings = []
+        for _ in range(2):  # round-robin: one request meets each upstream
+            with client.stream("POST", "/v1/chat/completions", json=body) as r:
+                assert r.status_code == 200  # the first token was sent: the answer has started
+                events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+            text = "".join(e["choices"][0]["delta"].get("content", "") for e in events if e.get("choices"))
+            endings.append((text, events[-1].get("error", {}).get("code")))
+        assert sorted(endings) == [("a", "upstream_error"), ("a stub answer from other", None)]
+        assert (len(flaky.requests), len(other.requests)) == (1, 1)  # the broken one was not retried
+
+
+def test_no_first_token_in_time_is_a_504(gateway):
+    with stubs("slow") as (slow,):
+        slow.behaviour, slow.delay = "slow", 3
+        client = gateway(slow, first_token_timeout=0.5)
+        started = time.monotonic()
+        late = ask(client)
+        assert late.status_code == 504 and late.json()["error"]["code"] == "upstream_timeout"
+        assert time.monotonic() - started < 2.5
+
+
+def test_the_in_flight_limit_answers_429(gateway):
+    with stubs("slow") as (slow,):
+        slow.behaviour, slow.delay = "slow", 1.0
+        client = gateway(slow, max_inflight=1)
+        with ThreadPoolExecutor(2) as pool:
+            statuses = sorted(r.status_code for r in pool.map(lambda _: ask(client), range(2)))
+        assert statuses == [200, 429]
+
+
+def test_images_reach_the_upstream_inline_and_resized_never_as_urls(gateway, image_host):
+    with stubs("eyes") as (eyes,):
+        client = gateway(eyes)
+        big = data_url(encode(chart(1, (1000, 700))))
+        content = [
+            {"type": "image_url", "image_url": {"url": big}},
+            {"type": "image_url", "image_url": {"url": f"{image_host.url}/chart.png"}},
+            {"type": "text", "text": "compare"},
+        ]
+        reply = ask(client, content, max_tokens=3, presence_penalty=1.5, headers=None)
+        assert reply.status_code == 200, reply.text
+        sent = eyes.requests[-1]
+        urls = [p["image_url"]["url"] for p in sent["messages"][0]["content"] if p["type"] == "image_url"]
+        assert all(u.startswith("data:image/png;base64,") for u in urls)
+        sizes = [Image.open(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))).size for u in urls]
+        assert sizes == [(608, 416), (320, 256)]  # each resized once into the 64-256 token budget
+        assert sent["max_tokens"] == 3 and sent["presence_penalty"] == 1.5 and sent["model"] == "stub-model"
+
+
+def test_trace_id_and_key_go_upstream(gateway):
+    with stubs("ears") as (ears,):
+        client = gateway(ears)
+        reply = client.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]},
+            headers={"X-Request-Id": "trace-123"},
+        )  # fmt: skip
+        assert reply.status_code == 200 and reply.headers["X-Request-Id"] == "trace-123"
+        assert ears.headers[-1]["x-request-id"] == "trace-123"
+        assert ears.headers[-1]["authorization"] == f"Bearer {KEY}"
+
+
+def test_a_peer_without_health_is_checked_on_its_model_list(gateway):
+    with stubs("old") as (old,):
+        old.behaviour = "no-health"
+        assert answer(ask(gateway(old))).endswith("old")
+
+
+def test_structured_output_goes_upstream_and_the_answer_is_still_validated(gateway):
+    with stubs("json") as (stub,):
+        client = gateway(stub)
+        schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+        reply = ask(client, guided_json=schema)  # vLLM's legacy field, translated
+        sent = stub.requests[-1]["response_format"]
+        assert sent == {"type": "json_schema", "json_schema": {"name": "guided_json", "schema": schema, "strict": True}}
+        assert reply.status_code == 500 and reply.json()["error"]["code"] == "invalid_model_output"  # not JSON
+        assert ask(client, guided_regex="[a-z]+").status_code == 400
+
+
+def test_features_the_engine_cannot_pass_back_are_refused_before_sending(gateway):
+    with stubs("plain") as (plain,):
+        client = gateway(plain)
+        tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+        refused = ask(client, tools=tools, tool_choice="required")
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "tools"
+        assert ask(client, logprobs=True).json()["error"]["param"] == "logprobs"
+        assert plain.requests == []
+
+
+def test_no_reachable_upstream_means_not_ready_and_503(gateway):
+    client = gateway(f"http://127.0.0.1:{free_port()}", ready=False)
+    time.sleep(0.5)
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503 and ready.json()["detail"] == "no upstream engine is healthy"
+    refused = ask(client)
+    assert refused.status_code == 503 and "127.0.0.1" not in refused.text

@@ -1,0 +1,134 @@
+"""A scriptable OpenAI-compatible upstream on a loopback port, for the remote engine's service tests.
+
+It answers like vLLM: ``/health``, ``/v1/models`` (with ``max_model_len``) and streaming
+``/v1/chat/completions`` (word deltas, a finish chunk, a usage chunk, ``[DONE]``). ``behaviour`` picks a
+failure: ``"500"``, ``"429"``, ``"400"`` (an error naming its own address), ``"slow"`` (no first token
+for ``delay`` s), ``"break"`` (the connection drops after the first token), ``"unhealthy"`` (``/health``
+answers 503) or ``"no-health"`` (no ``/health`` route). Every chat request is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.e2e.server import free_port
+
+ANSWER = "a stub answer from"
+
+
+@dataclass
+class Stub:
+    name: str
+    port: int
+    behaviour: str = "ok"
+    delay: float = 0.0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    disconnected: threading.Event = field(default_factory=threading.Event)
+    server: uvicorn.Server | None = None
+    thread: threading.Thread | None = None
+
+    def stop(self) -> None:
+        """Shut the server down: its port refuses connections from now on."""
+        if self.server is not None and self.thread is not None:
+            self.server.should_exit = True
+            self.thread.join(5)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def words(self) -> list[str]:
+        return [*ANSWER.split(), self.name]
+
+
+def _chunk(choices: list[dict], **extra: Any) -> str:
+    return "data: " + json.dumps(
+        {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "choices": choices, **extra}
+    )
+
+
+def _app(stub: Stub) -> Starlette:
+    async def health(request: Request) -> Response:
+        if stub.behaviour == "no-health":
+            return Response(status_code=404)
+        return Response(status_code=503 if stub.behaviour == "unhealthy" else 200)
+
+    async def models(request: Request) -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [{"id": "stub-model", "max_model_len": 1000}]})
+
+    async def chat(request: Request) -> Response:
+        body = await request.json()
+        stub.requests.append(body)
+        stub.headers.append(dict(request.headers))
+        if stub.behaviour in ("500", "429"):
+            headers = {"Retry-After": "7"} if stub.behaviour == "429" else {}
+            message = {"error": {"message": f"stub {stub.behaviour}", "type": "x", "code": int(stub.behaviour)}}
+            return JSONResponse(message, status_code=int(stub.behaviour), headers=headers)
+        if stub.behaviour == "400":
+            text = f"bad request at {stub.url} and 127.0.0.1:{stub.port}, key {request.headers.get('authorization')}"
+            error = {"message": text, "type": "BadRequestError", "param": "messages", "code": "context_too_long"}
+            return JSONResponse({"error": error}, status_code=400)
+        return StreamingResponse(_stream(stub, body, request), media_type="text/event-stream")
+
+    return Starlette(
+        routes=[
+            Route("/health", health),
+            Route("/v1/models", models),
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+        ]
+    )
+
+
+async def _stream(stub: Stub, body: dict, request: Request) -> AsyncIterator[str]:
+    try:
+        if stub.behaviour == "slow":
+            await asyncio.sleep(stub.delay)
+        yield _chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]) + "\n\n"
+        words = stub.words()[: body.get("max_tokens") or 100]
+        for n, word in enumerate(words):
+            yield _chunk([{"index": 0, "delta": {"content": (" " if n else "") + word}, "token_ids": [n]}]) + "\n\n"
+            if stub.behaviour == "break":  # after the first token has surely arrived
+                await asyncio.sleep(0.3)
+                raise RuntimeError("the stub drops the connection")
+            await asyncio.sleep(stub.delay if stub.behaviour == "trickle" else 0)
+        reason = "length" if len(words) < len(stub.words()) else "stop"
+        yield _chunk([{"index": 0, "delta": {}, "finish_reason": reason}]) + "\n\n"
+        usage = {"prompt_tokens": 42, "completion_tokens": len(words), "total_tokens": 42 + len(words)}
+        yield _chunk([], usage=usage) + "\n\n"
+        yield "data: [DONE]\n\n"
+    except asyncio.CancelledError:
+        stub.disconnected.set()
+        raise
+
+
+@contextlib.contextmanager
+def serve_stubs(*names: str) -> Iterator[list[Stub]]:
+    """One stub server per name, each on its own free loopback port, for the duration of the block."""
+    stubs = [Stub(name, free_port()) for name in names]
+    for stub in stubs:
+        config = uvicorn.Config(_app(stub), host="127.0.0.1", port=stub.port, log_level="warning", lifespan="off")
+        stub.server = uvicorn.Server(config)
+        stub.thread = threading.Thread(target=stub.server.run, daemon=True)
+        stub.thread.start()
+    deadline = time.monotonic() + 10
+    while not all(s.server.started for s in stubs) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield stubs
+    finally:
+        for stub in stubs:
+            stub.stop()
