@@ -83,6 +83,26 @@ def test_serve_refuses_a_directory_that_is_not_a_checkpoint(tmp_path):
     assert "not a checkpoint directory" in result.output
 
 
+def test_serve_with_the_vllm_engine_but_no_vllm_says_how_to_install_it_in_one_line(demo_model, monkeypatch):
+    monkeypatch.setenv("VLSERVE_VLLM_EXECUTABLE", "vllm-is-not-installed-here")
+    result = runner.invoke(app, ["serve", "--model", str(demo_model), "--engine", "vllm"])
+    assert result.exit_code == 2
+    assert "pip install 'vlserve[vllm]'" in result.output and "vLLM 0.32.0" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 2
+
+
+def test_serve_explains_engine_mistakes_in_one_line():
+    missing = runner.invoke(app, ["serve", "--engine", "remote"])
+    assert missing.exit_code == 2 and "needs at least one upstream" in missing.output
+    stray = runner.invoke(app, ["serve", "--upstream", "http://127.0.0.1:9/v1"])
+    assert stray.exit_code == 2 and "add --engine remote" in stray.output
+    wrong = runner.invoke(app, ["serve", "--engine", "remote", "--upstream", "vllm:8000"])
+    assert wrong.exit_code == 2 and "must start with http://" in wrong.output
+    unknown = runner.invoke(app, ["serve", "--engine", "tensorrt"])
+    assert unknown.exit_code == 2 and "engine" in unknown.output
+    assert "Traceback" not in missing.output + stray.output + wrong.output + unknown.output
+
+
 def test_demo_train_writes_a_trained_checkpoint_with_progress(tmp_path):
     out = tmp_path / "trained"
     result = runner.invoke(app, ["demo", "train", "--out", str(out), "--steps", "2", "--batch-size", "2"])

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from vlserve.settings import Settings
 
@@ -20,11 +21,24 @@ console = Console(stderr=True, soft_wrap=True)
 ModelOpt = Annotated[Path | None, typer.Option("--model", help="Local checkpoint directory.", show_default=False)]
 
 
+def _problems(exc: ValueError) -> str:
+    """A settings error in one line: each offending setting and what is wrong with it."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ())) or "settings"
+        parts.append(f"{where}: {str(error.get('msg', 'invalid')).removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
 def _settings(**overrides: object) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValueError as exc:
-        console.print(f"[red]invalid settings:[/red] {exc}")
+        console.print(f"[red]invalid settings:[/red] {escape(_problems(exc))}", highlight=False)
         raise typer.Exit(2) from exc
 
 
@@ -41,23 +55,23 @@ def ensure_model(settings: Settings) -> Path:
     try:
         read_config(model_dir)
     except CheckpointError as exc:
-        console.print(f"[red]cannot serve:[/red] {exc.message}")
+        console.print(f"[red]cannot serve:[/red] {escape(exc.message)}", highlight=False)
         raise typer.Exit(2) from exc
     return model_dir
-
-
-VLLM_EXTRA = "pip install 'vlserve[vllm]'"
 
 
 def check_vllm(settings: Settings) -> None:
     """The managed engine needs the vllm command; without it, one line saying how to install it."""
     import shutil
 
+    from vlserve.engine.vllm import INSTALL_HINT
+
     if shutil.which(settings.vllm_executable) is None:
-        console.print(
-            f"[red]cannot serve:[/red] vLLM is not installed ({settings.vllm_executable!r} is not on PATH); "
-            f"install it on a GPU machine with {VLLM_EXTRA}, or set VLSERVE_VLLM_EXECUTABLE"
+        message = (
+            f"vLLM is not installed ({settings.vllm_executable!r} is not on PATH); "
+            f"install it with {INSTALL_HINT}, or point VLSERVE_VLLM_EXECUTABLE at it"
         )
+        console.print(f"[red]cannot serve:[/red] {escape(message)}", highlight=False)
         raise typer.Exit(2)
 
 
@@ -165,7 +179,7 @@ def ask(
     except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not dump tracebacks
         from vlserve.client import describe_failure
 
-        console.print(f"[red]error:[/red] {describe_failure(exc)}")
+        console.print(f"[red]error:[/red] {escape(describe_failure(exc))}", highlight=False)
         raise typer.Exit(1) from exc
 
 
@@ -209,7 +223,7 @@ def doc(
             else:
                 result = run_remote(url, files, form, on_progress=progress, api_key=api_key)
     except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not dump tracebacks
-        console.print(f"[red]error:[/red] {describe_failure(exc)}")
+        console.print(f"[red]error:[/red] {escape(describe_failure(exc))}", highlight=False)
         raise typer.Exit(1) from exc
     text = json.dumps(result, ensure_ascii=False, indent=2)
     if out is None:

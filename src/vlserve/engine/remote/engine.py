@@ -210,7 +210,8 @@ class RemoteEngine:
         now = time.monotonic()
         first_deadline = now + min(self._config.first_token_timeout, self._config.timeout)
         total_deadline = now + self._config.timeout
-        headers = {**self._headers, "X-Request-Id": current_request_id.get()}
+        trace_id = current_request_id.get()
+        headers = self._headers if trace_id == "-" else {**self._headers, "X-Request-Id": trace_id}
         request = self._client.build_request("POST", f"{upstream.url}/chat/completions", json=body, headers=headers)
         try:
             response = await _within(self._client.send(request, stream=True), first_deadline, "first token")

@@ -94,6 +94,11 @@ class UpstreamPool:
                 return upstream
         raise no_upstream()
 
+    def retarget(self, urls: list[str]) -> None:
+        """Point the pool at new URLs (a restarted managed engine listens on a new port); unhealthy until probed."""
+        self.upstreams = [Upstream(base_url(u)) for u in urls]
+        self._next = 0
+
     def failed(self, upstream: Upstream, reason: str) -> None:
         upstream.set_health(False, reason)
 
