@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from vlserve.engine.base import ChatTurn, SamplingParams
+from vlserve.engine.base import ChatTurn, EngineRequest, SamplingParams
 from vlserve.engine.transformers import TransformersEngine
 from vlserve.settings import Settings
 
@@ -36,8 +36,9 @@ async def run(settings: Settings, n: int, max_tokens: int) -> dict[str, float]:
     engine = TransformersEngine(settings)
     await engine.start()
     try:
-        prompts = [await engine.prepare([ChatTurn.user(f"Values of chart {i}?", 1)], [chart(i)]) for i in range(n)]
-        params = SamplingParams(max_tokens=max_tokens)
+        requests = [EngineRequest.chat([ChatTurn.user(f"Values of chart {i}?", 1)], [chart(i)]) for i in range(n)]
+        prompts = [await engine.prepare(request) for request in requests]
+        params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
         latencies: list[float] = []
         tokens = 0
 
@@ -46,7 +47,7 @@ async def run(settings: Settings, n: int, max_tokens: int) -> dict[str, float]:
             start = time.perf_counter()
             async for delta in engine.generate(prompt, params):
                 if delta.finish_reason:
-                    tokens += delta.completion_tokens
+                    tokens += delta.usage.completion_tokens
             latencies.append(time.perf_counter() - start)
 
         start = time.perf_counter()

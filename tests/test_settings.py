@@ -43,3 +43,30 @@ def test_default_model_is_the_bundled_demo(tmp_path):
     assert settings.model_dir() == tmp_path / "models" / "vlserve-demo-random"
     assert settings.model_name() == "vlserve-demo-random"
     assert Settings(model=tmp_path / "Qwen3-VL-30B-A3B-Instruct").model_name() == "Qwen3-VL-30B-A3B-Instruct"
+
+
+def test_engine_settings_from_the_environment(monkeypatch):
+    monkeypatch.setenv("VLSERVE_ENGINE", "remote")
+    monkeypatch.setenv("VLSERVE_UPSTREAM", "http://vllm-a:8000/v1, http://vllm-b:8000")
+    monkeypatch.setenv("VLSERVE_UPSTREAM_API_KEY", "sk-secret")
+    monkeypatch.setenv("VLSERVE_VLLM_ARGS", "--max-num-seqs 16 --kv-cache-dtype fp8")
+    settings = Settings()
+    assert settings.upstream == ["http://vllm-a:8000/v1", "http://vllm-b:8000"]
+    assert settings.vllm_args == ["--max-num-seqs", "16", "--kv-cache-dtype", "fp8"]
+    assert "sk-secret" not in repr(settings)  # a secret, never printed with the settings
+    assert settings.model_name() == ""  # remote: the upstream's model, learnt at start
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ({"engine": "remote"}, "needs at least one upstream"),
+        ({"upstream": ["http://vllm:8000"]}, "engine is not remote"),
+        ({"engine": "remote", "upstream": ["vllm:8000"]}, "must start with http"),
+        ({"engine": "vllm", "vllm_args": "--host 0.0.0.0"}, "--host is set by vlserve"),
+        ({"engine": "vllm", "vllm_args": "--api-key=abc"}, "--api-key is set by vlserve"),
+    ],
+)
+def test_engine_mistakes_are_refused_at_start(bad, says):
+    with pytest.raises(ValidationError, match=says):
+        Settings(**bad)

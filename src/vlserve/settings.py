@@ -19,6 +19,10 @@ DEMO_MODEL_NAME = "vlserve-demo-random"
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "demo" / "checkpoint" / "vlserve-demo"
 
 
+# vllm serve flags the managed engine sets itself: extra arguments may not move vLLM off loopback or change its key.
+_VLSERVE_OWNS = {"--host", "--port", "--api-key", "--served-model-name", "--uds"}
+
+
 def default_data_dir() -> Path:
     return Path.home() / ".cache" / "vlserve"
 
@@ -185,6 +189,15 @@ class Settings(BaseSettings):
     @classmethod
     def _split_vllm_args(cls, value: object) -> object:
         return shlex.split(value) if isinstance(value, str) else value
+
+    @field_validator("vllm_args")
+    @classmethod
+    def _keep_vllm_private(cls, value: list[str]) -> list[str]:
+        for arg in value:
+            name = arg.split("=", 1)[0]
+            if name in _VLSERVE_OWNS:
+                raise ValueError(f"{name} is set by vlserve (vLLM listens on loopback only, with its own key)")
+        return value
 
     @field_validator("document_temperatures", mode="before")
     @classmethod

@@ -8,6 +8,7 @@ generation; images reach the upstream inline, fetched once by the gateway; a dea
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
@@ -77,23 +78,33 @@ def test_streaming_through_the_gateway_with_the_openai_client(gateway, upstream)
     assert text == same.choices[0].message.content
 
 
-def test_a_client_that_leaves_stops_the_upstreams_generation(gateway, upstream):
-    body = {
-        "messages": [{"role": "user", "content": "write a long story"}],
-        "max_tokens": 4000,
-        "temperature": 0,
-        "ignore_eos": False,
-        "stream": True,
-    }
+def wait_for_another_stop(upstream, before: int) -> int:
+    """The token count of the next generation the upstream stops because its client went away."""
+    deadline = time.monotonic() + 30
+    while len(stops := stopped_after(upstream.log())) <= before:
+        assert time.monotonic() < deadline, upstream.log()[-2000:]
+        time.sleep(0.1)
+    return stops[-1]
+
+
+LONG = {"messages": [{"role": "user", "content": "write a long story"}], "max_tokens": 4000, "temperature": 0}
+
+
+def test_a_streaming_client_that_leaves_stops_the_upstreams_generation(gateway, upstream):
     before = len(stopped_after(upstream.log()))
-    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=60) as r:
+    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json={**LONG, "stream": True}, timeout=60) as r:
         assert r.status_code == 200
         lines = r.iter_lines()
         for _ in range(6):
             next(lines)
-    upstream.wait_for_log("the client went away")
-    stops = stopped_after(upstream.log())
-    assert len(stops) > before and stops[-1] < 4000
+    assert wait_for_another_stop(upstream, before) < 4000
+
+
+def test_a_waiting_client_that_times_out_stops_the_upstreams_generation(gateway, upstream):
+    before = len(stopped_after(upstream.log()))
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{gateway.url}/v1/chat/completions", json=LONG, timeout=1.5)
+    assert wait_for_another_stop(upstream, before) < 4000
 
 
 def test_an_image_url_is_fetched_once_by_the_gateway_and_sent_inline(gateway, image_host):

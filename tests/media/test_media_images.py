@@ -12,6 +12,7 @@ from PIL import Image, ImageFile
 
 from vlserve.errors import ImageError, PayloadTooLargeError
 from vlserve.media import ImageLimits, load_image
+from vlserve.media.images import decode_image
 
 PARAM = "messages[0].content[1].image_url"
 LIMITS = ImageLimits(max_bytes=5 * 1024 * 1024, max_pixels=40_000_000)
@@ -165,3 +166,25 @@ def test_truncated_image_is_refused_as_truncated() -> None:
     assert (info.value.status_code, info.value.code, info.value.param) == (400, "truncated_image", PARAM)
     assert "truncated" in info.value.message
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_the_encoded_bytes_are_kept_only_when_they_are_exactly_the_decoded_image():
+    plain = encode(Image.new("RGB", (30, 20), (10, 120, 240)), "PNG")
+    kept = decode_image(plain, LIMITS, param=PARAM)
+    assert (kept.source, kept.source_type) == (plain, "image/png")
+    jpeg = decode_image(encode(Image.new("RGB", (8, 8)), "JPEG"), LIMITS, param=PARAM)
+    assert jpeg.source_type == "image/jpeg"
+    converted = [
+        encode(Image.new("RGBA", (8, 8), (1, 2, 3, 100)), "PNG"),  # transparency composited onto white
+        encode(Image.new("L", (8, 8)), "PNG"),  # greyscale made RGB
+        encode(Image.new("RGB", (8, 8)), "BMP"),  # a format not every engine reads
+    ]
+    for data in converted:
+        assert decode_image(data, LIMITS, param=PARAM).source is None
+    rotated = Image.new("RGB", (8, 4))
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # rotate 90°: the decoded image is not what the bytes hold
+    data = io.BytesIO()
+    rotated.save(data, "JPEG", exif=exif)
+    turned = decode_image(data.getvalue(), LIMITS, param=PARAM)
+    assert turned.image.size == (4, 8) and turned.source is None

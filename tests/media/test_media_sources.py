@@ -20,7 +20,7 @@ def load(url: str, limits: ImageLimits = LIMITS) -> Image.Image:
     async def run() -> Image.Image:
         fetcher = ImageFetcher(timeout=2.0, max_redirects=2, max_bytes=limits.max_bytes, allowlist=["127.0.0.1"])
         async with fetcher:
-            return await load_image_url(url, fetcher=fetcher, limits=limits, param=PARAM)
+            return (await load_image_url(url, fetcher=fetcher, limits=limits, param=PARAM)).image
 
     return asyncio.run(run())
 

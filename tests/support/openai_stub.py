@@ -1,10 +1,11 @@
 """A scriptable OpenAI-compatible upstream on a loopback port, for the remote engine's service tests.
 
-It answers like vLLM: ``/health``, ``/v1/models`` (with ``max_model_len``) and streaming
-``/v1/chat/completions`` (word deltas, a finish chunk, a usage chunk, ``[DONE]``). ``behaviour`` picks a
-failure: ``"500"``, ``"429"``, ``"400"`` (an error naming its own address), ``"slow"`` (no first token
-for ``delay`` s), ``"break"`` (the connection drops after the first token), ``"unhealthy"`` (``/health``
-answers 503) or ``"no-health"`` (no ``/health`` route). Every chat request is recorded.
+It answers like vLLM: ``/health``, ``/v1/models`` (with ``max_model_len``) and ``/v1/chat/completions``
+(streamed: word deltas, a finish chunk, a usage chunk, ``[DONE]``; else one JSON completion).
+``behaviour`` picks a failure: ``"500"``, ``"429"``, ``"400"`` (an error naming its own address),
+``"slow"`` (nothing for ``delay`` s), ``"trickle"`` (``delay`` s between tokens), ``"break"`` (the
+connection drops after the first token), ``"unhealthy"`` (``/health`` answers 503) or ``"no-health"``
+(no ``/health`` route). Every chat request is recorded.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def _app(stub: Stub) -> Starlette:
             text = f"bad request at {stub.url} and 127.0.0.1:{stub.port}, key {request.headers.get('authorization')}"
             error = {"message": text, "type": "BadRequestError", "param": "messages", "code": "context_too_long"}
             return JSONResponse({"error": error}, status_code=400)
+        if not body.get("stream"):
+            return JSONResponse(await _whole(stub, body))
         return StreamingResponse(_stream(stub, body, request), media_type="text/event-stream")
 
     return Starlette(
@@ -91,6 +94,16 @@ def _app(stub: Stub) -> Starlette:
             Route("/v1/chat/completions", chat, methods=["POST"]),
         ]
     )
+
+
+async def _whole(stub: Stub, body: dict) -> dict:
+    await asyncio.sleep(stub.delay if stub.behaviour in ("slow", "trickle") else 0)
+    words = stub.words()[: body.get("max_tokens") or 100]
+    reason = "length" if len(words) < len(stub.words()) else "stop"
+    message = {"role": "assistant", "content": " ".join(words)}
+    usage = {"prompt_tokens": 42, "completion_tokens": len(words), "total_tokens": 42 + len(words)}
+    choice = {"index": 0, "message": message, "finish_reason": reason, "token_ids": list(range(len(words)))}
+    return {"id": "chatcmpl-stub", "object": "chat.completion", "choices": [choice], "usage": usage}
 
 
 async def _stream(stub: Stub, body: dict, request: Request) -> AsyncIterator[str]:

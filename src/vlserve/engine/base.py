@@ -45,6 +45,8 @@ class MediaItem:
 
     image: Image.Image
     kind: Literal["image"] = "image"
+    source: bytes | None = None  # the client's encoded bytes, when they are exactly ``image``
+    source_type: str | None = None  # their media type, e.g. image/png
 
     @classmethod
     def images(cls, images: Sequence[Image.Image]) -> tuple[MediaItem, ...]:
@@ -90,6 +92,7 @@ class SamplingParams:
     logprobs: bool = False
     top_logprobs: int = 0
     return_token_ids: bool = False  # ask a remote engine for token ids (in-process engines always know them)
+    incremental: bool = True  # the caller reads deltas as they come; False: only the whole answer matters
 
     @property
     def greedy(self) -> bool:

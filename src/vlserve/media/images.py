@@ -11,6 +11,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
@@ -18,15 +19,33 @@ from vlserve.errors import ImageError
 from vlserve.media.limits import ImageLimits, payload_too_large
 from vlserve.media.rgb import to_rgb
 
-__all__ = ["ImageLimits", "load_image"]
+__all__ = ["ImageLimits", "LoadedImage", "decode_image", "load_image"]
 
 _FORMATS = "PNG, JPEG, WebP, GIF, BMP, TIFF …"
+_FORWARDABLE = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+_ORIENTATION = 0x0112
 # ``warnings.catch_warnings`` swaps process-wide state; serialise our own header reads around it.
 _OPEN_LOCK = threading.Lock()
 
 
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded image, with its encoded bytes when they are exactly this image (no rotation, no
+    conversion, one frame, a format every engine reads), so they can be passed on as they are."""
+
+    image: Image.Image
+    source: bytes | None = None
+    source_type: str | None = None  # the media type of ``source``
+
+
 def load_image(data: bytes, limits: ImageLimits, *, param: str) -> Image.Image:
     """Fully decode ``data`` into an RGB image (EXIF orientation applied, first frame of animations)."""
+    return decode_image(data, limits, param=param).image
+
+
+def decode_image(data: bytes, limits: ImageLimits, *, param: str) -> LoadedImage:
+    """Fully decode ``data`` (refusing it with a 4xx if it is not a usable image), keeping the bytes when
+    the decoded image is exactly what they hold."""
     if len(data) > limits.max_bytes:
         raise payload_too_large(limits.max_bytes, param=param)
     if not data:
@@ -42,12 +61,18 @@ def load_image(data: bytes, limits: ImageLimits, *, param: str) -> Image.Image:
             param=param,
             code="truncated_image",
         ) from None
+    source_type = _FORWARDABLE.get(image.format or "")
+    oriented = image
     with suppress(Exception):  # a malformed EXIF block only loses the orientation, not the image
-        image = ImageOps.exif_transpose(image)
+        if image.getexif().get(_ORIENTATION, 1) != 1:
+            oriented = ImageOps.exif_transpose(image)
     try:
-        return to_rgb(image)
+        rgb = to_rgb(oriented)
     except Exception:
         raise ImageError(f"image colour mode {image.mode} cannot be converted to RGB", param=param) from None
+    if rgb is not image or getattr(image, "is_animated", False):
+        source_type = None
+    return LoadedImage(rgb, data if source_type else None, source_type)
 
 
 def _open_header(data: bytes, limits: ImageLimits, *, param: str) -> Image.Image:

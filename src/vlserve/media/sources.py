@@ -6,16 +6,14 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from PIL import Image
-
 from vlserve.errors import ClientError
 from vlserve.media.address_guard import ALLOWED_SCHEMES
 from vlserve.media.data_url import decode_data_url
 from vlserve.media.fetch import ImageFetcher
-from vlserve.media.images import ImageLimits, load_image
+from vlserve.media.images import ImageLimits, LoadedImage, decode_image
 
 
-async def load_image_url(url: str, *, fetcher: ImageFetcher, limits: ImageLimits, param: str) -> Image.Image:
+async def load_image_url(url: str, *, fetcher: ImageFetcher, limits: ImageLimits, param: str) -> LoadedImage:
     """Decode a data: URL or fetch an http(s) URL; decoding runs in a worker thread."""
     url = url.strip()
     scheme = url.partition(":")[0].strip().lower() if ":" in url else ""
@@ -23,7 +21,7 @@ async def load_image_url(url: str, *, fetcher: ImageFetcher, limits: ImageLimits
         return await asyncio.to_thread(_decode_data_url, url, limits, param)
     if scheme in ALLOWED_SCHEMES:
         data = await fetcher.fetch(url, param=param)
-        return await asyncio.to_thread(load_image, data, limits, param=param)
+        return await asyncio.to_thread(decode_image, data, limits, param=param)
     shown = f"'{scheme[:20]}'" if scheme else "(none)"
     raise ClientError(
         f"image URL scheme {shown} is not supported; use data:, http:// or https://",
@@ -32,8 +30,8 @@ async def load_image_url(url: str, *, fetcher: ImageFetcher, limits: ImageLimits
     )
 
 
-def _decode_data_url(url: str, limits: ImageLimits, param: str) -> Image.Image:
-    return load_image(decode_data_url(url, max_bytes=limits.max_bytes, param=param), limits, param=param)
+def _decode_data_url(url: str, limits: ImageLimits, param: str) -> LoadedImage:
+    return decode_image(decode_data_url(url, max_bytes=limits.max_bytes, param=param), limits, param=param)
 
 
 @dataclass(frozen=True)
@@ -51,6 +49,6 @@ class MediaLoader:
         self._fetcher = fetcher
         self._limits = limits
 
-    async def load(self, refs: Sequence[MediaRef]) -> list[Image.Image]:
+    async def load(self, refs: Sequence[MediaRef]) -> list[LoadedImage]:
         jobs = (load_image_url(r.url, fetcher=self._fetcher, limits=self._limits, param=r.param) for r in refs)
         return list(await asyncio.gather(*jobs))

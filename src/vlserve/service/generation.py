@@ -9,6 +9,7 @@ inside a stream that already answered 200.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -53,7 +54,8 @@ class GenerationService:
         return served
 
     async def load_media(self, refs: Sequence[MediaRef]) -> tuple[MediaItem, ...]:
-        return MediaItem.images(await self._media.load(refs))
+        loaded = await self._media.load(refs)
+        return tuple(MediaItem(item.image, source=item.source, source_type=item.source_type) for item in loaded)
 
     async def prepare(self, request: EngineRequest) -> Prepared:
         return await self.engine.prepare(request)
@@ -102,7 +104,8 @@ class GenerationService:
     async def complete(self, prepared: Prepared, params: SamplingParams) -> Completion:
         pieces: list[str] = []
         token_ids: list[int] = []
-        async with contextlib.aclosing(await self.stream(prepared, params)) as deltas:
+        whole = dataclasses.replace(params, incremental=False)  # nobody reads the answer before it ends
+        async with contextlib.aclosing(await self.stream(prepared, whole)) as deltas:
             async for delta in deltas:
                 pieces.append(delta.text)
                 token_ids.extend(delta.token_ids)

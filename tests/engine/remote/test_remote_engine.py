@@ -163,14 +163,17 @@ def test_a_stream_broken_after_the_first_token_is_not_retried(gateway):
         assert (len(flaky.requests), len(other.requests)) == (1, 1)  # the broken one was not retried
 
 
-def test_no_first_token_in_time_is_a_504(gateway):
+def test_no_first_token_in_time_is_a_504_and_so_is_a_whole_answer_too_late(gateway):
     with stubs("slow") as (slow,):
         slow.behaviour, slow.delay = "slow", 3
-        client = gateway(slow, first_token_timeout=0.5)
+        client = gateway(slow, first_token_timeout=0.5, timeout=1.0)
         started = time.monotonic()
-        late = ask(client)
-        assert late.status_code == 504 and late.json()["error"]["code"] == "upstream_timeout"
-        assert time.monotonic() - started < 2.5
+        with client.stream("POST", "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
+                                                                  "stream": True}) as late:  # fmt: skip
+            assert late.status_code == 504 and json.loads(late.read())["error"]["code"] == "upstream_timeout"
+        assert time.monotonic() - started < 1.0  # the first-token deadline, not the total one
+        whole = ask(client)  # not streamed: only the total deadline applies
+        assert whole.status_code == 504 and whole.json()["error"]["code"] == "upstream_timeout"
 
 
 def test_the_in_flight_limit_answers_429(gateway):
@@ -186,9 +189,11 @@ def test_images_reach_the_upstream_inline_and_resized_never_as_urls(gateway, ima
     with stubs("eyes") as (eyes,):
         client = gateway(eyes)
         big = data_url(encode(chart(1, (1000, 700))))
+        fits = data_url(encode(chart(2, (640, 384))))  # already on the 32 px grid, within the budget
         content = [
             {"type": "image_url", "image_url": {"url": big}},
             {"type": "image_url", "image_url": {"url": f"{image_host.url}/chart.png"}},
+            {"type": "image_url", "image_url": {"url": fits}},
             {"type": "text", "text": "compare"},
         ]
         reply = ask(client, content, max_tokens=3, presence_penalty=1.5, headers=None)
@@ -197,7 +202,8 @@ def test_images_reach_the_upstream_inline_and_resized_never_as_urls(gateway, ima
         urls = [p["image_url"]["url"] for p in sent["messages"][0]["content"] if p["type"] == "image_url"]
         assert all(u.startswith("data:image/png;base64,") for u in urls)
         sizes = [Image.open(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))).size for u in urls]
-        assert sizes == [(608, 416), (320, 256)]  # each resized once into the 64-256 token budget
+        assert sizes == [(608, 416), (320, 256), (640, 384)]  # each resized once into the 64-256 token budget
+        assert urls[2] == fits  # nothing to resize: the client's own bytes, not re-encoded
         assert sent["max_tokens"] == 3 and sent["presence_penalty"] == 1.5 and sent["model"] == "stub-model"
 
 

@@ -8,7 +8,14 @@ import pytest
 
 from vlserve.engine.base import ChatTurn, SamplingParams
 from vlserve.engine.remote.upstreams import base_url
-from vlserve.engine.remote.wire import ChunkReader, messages, request_body, response_format, upstream_error
+from vlserve.engine.remote.wire import (
+    ChunkReader,
+    completion_deltas,
+    messages,
+    request_body,
+    response_format,
+    upstream_error,
+)
 from vlserve.errors import ClientError, RateLimitError, UpstreamError
 from vlserve.structured import OutputFormat
 from vlserve.structured.formats import ANY_OBJECT
@@ -44,7 +51,7 @@ def test_messages_keep_text_turns_as_strings_and_fill_images_in_order():
 
 
 def test_only_what_the_client_set_is_sent_so_the_upstream_defaults_apply():
-    body = request_body("m", [], SamplingParams())
+    body = request_body("m", [], SamplingParams(), stream=True)
     assert body == {"model": "m", "messages": [], "stream": True, "stream_options": {"include_usage": True}}
     full = request_body(
         "m",
@@ -54,12 +61,14 @@ def test_only_what_the_client_set_is_sent_so_the_upstream_defaults_apply():
             presence_penalty=1.5, frequency_penalty=-1.0, repetition_penalty=1.1, logit_bias={5: -100.0},
             return_token_ids=True,
         ),
+        stream=False,
     )  # fmt: skip
     assert {k: full[k] for k in ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop")} == {
         "max_tokens": 9, "temperature": 0.0, "top_p": 0.5, "top_k": 0, "seed": 3, "stop": ["x"],
     }  # fmt: skip
     assert full["logit_bias"] == {"5": -100.0} and full["presence_penalty"] == 1.5 and full["ignore_eos"] is True
     assert full["repetition_penalty"] == 1.1 and full["min_tokens"] == 2 and full["return_token_ids"] is True
+    assert full["stream"] is False and "stream_options" not in full
 
 
 def test_response_formats_are_the_openai_ones():
@@ -115,6 +124,18 @@ def test_a_stream_without_usage_still_ends_with_a_counted_final_delta():
     assert [d for line in lines for d in reader.feed(line)][-1].finish_reason is None
     final = list(reader.feed(sse("[DONE]")))
     assert final[0].finish_reason == "stop" and final[0].usage.completion_tokens == 1
+
+
+def test_a_whole_completion_becomes_the_text_then_the_finish_with_usage():
+    payload = {
+        "choices": [{"message": {"content": "hi there"}, "finish_reason": "length", "token_ids": [4, 5]}],
+        "usage": {"prompt_tokens": 30, "completion_tokens": 2},
+    }
+    text, final = completion_deltas(json.dumps(payload).encode(), image_tokens=16)
+    assert (text.text, text.token_ids, final.finish_reason) == ("hi there", (4, 5), "length")
+    assert (final.usage.prompt_tokens, final.usage.completion_tokens, final.usage.image_tokens) == (30, 2, 16)
+    with pytest.raises(UpstreamError, match="not a chat completion"):
+        completion_deltas(b'{"object": "list"}', 0)
 
 
 def test_an_error_event_or_an_abort_in_the_stream_is_an_error():

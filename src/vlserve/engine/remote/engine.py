@@ -11,58 +11,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
 from vlserve.engine.base import Delta, EngineRequest, EngineStatus, ModelInfo, Prepared, SamplingParams
 from vlserve.engine.capabilities import refuse_unsupported
 from vlserve.engine.remote.config import RemoteConfig
+from vlserve.engine.remote.exchange import Exchange, Retryable, deltas
 from vlserve.engine.remote.media import inline_image
 from vlserve.engine.remote.upstreams import Upstream, UpstreamPool
-from vlserve.engine.remote.wire import ChunkReader, messages, request_body, upstream_error
+from vlserve.engine.remote.wire import messages, request_body
 from vlserve.engine.warmup import warm_up
 from vlserve.errors import (
     ContextLengthError,
     RateLimitError,
     ServerError,
-    UpstreamError,
-    VLServeError,
 )
 from vlserve.observability.request_id import current_request_id
 from vlserve.structured import OutputFormat
 
 log = logging.getLogger("vlserve.engine")
-T = TypeVar("T")
 
 SUPPORTED = frozenset(
     {"presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "ignore_eos", "min_tokens"}
 )
-_ERROR_BODY_LIMIT = 64 * 1024
 
 
 @dataclass
 class RemotePrompt(Prepared):
     messages: list[dict[str, Any]] = field(default_factory=list)
-
-
-class _Retry(Exception):
-    """A failure before the first token: another upstream may answer instead."""
-
-    def __init__(self, error: VLServeError) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
-async def _within(work: Awaitable[T], deadline: float, what: str) -> T:
-    try:
-        return await asyncio.wait_for(work, max(deadline - time.monotonic(), 0.001))
-    except TimeoutError:
-        error = UpstreamError(f"the upstream engine did not answer in time ({what})", headers={"Retry-After": "5"})
-        error.status_code, error.code = 504, "upstream_timeout"
-        raise error from None
 
 
 class RemoteEngine:
@@ -157,7 +137,7 @@ class RemoteEngine:
     # --- requests ----------------------------------------------------------------------------------
     async def prepare(self, request: EngineRequest) -> RemotePrompt:
         def inline() -> RemotePrompt:
-            pairs = [inline_image(item.image, self._config.budget, self._config.image_format) for item in request.media]
+            pairs = [inline_image(item, self._config.budget, self._config.image_format) for item in request.media]
             chat = messages(request.turns, [url for url, _ in pairs])
             return RemotePrompt(request, sum(tokens for _, tokens in pairs), chat)
 
@@ -183,7 +163,7 @@ class RemoteEngine:
                 f"the server is at capacity ({self._config.max_inflight} requests in flight); retry shortly",
                 headers={"Retry-After": "1"},
             )
-        body = request_body(self._model, prepared.messages, params)
+        body = request_body(self._model, prepared.messages, params, stream=params.incremental)
         self._inflight += 1
         try:
             tried: list[Upstream] = []
@@ -192,11 +172,13 @@ class RemoteEngine:
                 tried.append(upstream)
                 started = False
                 try:
-                    async for delta in self._attempt(upstream, body, prepared.image_tokens):
+                    async for delta in deltas(self._exchange(upstream, prepared.image_tokens), body):
                         started = True
                         yield delta
                     return
-                except _Retry as retry:
+                except Retryable as retry:
+                    if retry.unreachable:
+                        self.pool.failed(upstream, "connection refused or timed out")
                     if started:
                         raise retry.error from None
                     log.warning("upstream %s failed before the first token: %s", upstream.url, retry.error.message)
@@ -205,54 +187,13 @@ class RemoteEngine:
         finally:
             self._inflight -= 1
 
-    async def _attempt(self, upstream: Upstream, body: dict[str, Any], image_tokens: int) -> AsyncIterator[Delta]:
-        """One upstream's answer; _Retry for a failure another upstream might not have."""
-        now = time.monotonic()
-        first_deadline = now + min(self._config.first_token_timeout, self._config.timeout)
-        total_deadline = now + self._config.timeout
+    def _exchange(self, upstream: Upstream, image_tokens: int) -> Exchange:
         trace_id = current_request_id.get()
         headers = self._headers if trace_id == "-" else {**self._headers, "X-Request-Id": trace_id}
-        request = self._client.build_request("POST", f"{upstream.url}/chat/completions", json=body, headers=headers)
-        try:
-            response = await _within(self._client.send(request, stream=True), first_deadline, "first token")
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            self.pool.failed(upstream, f"connect: {type(exc).__name__}")
-            raise _Retry(self._unreachable()) from None
-        except httpx.HTTPError as exc:
-            raise _Retry(UpstreamError(f"the upstream connection failed ({type(exc).__name__})")) from None
-        try:
-            if response.status_code >= 400:
-                payload = await _within(response.aread(), total_deadline, "error body")
-                error = upstream_error(response.status_code, payload[:_ERROR_BODY_LIMIT], response.headers, self.scrub)
-                if response.status_code >= 500 or response.status_code == 429:
-                    raise _Retry(error)
-                raise error
-            reader = ChunkReader(image_tokens, self.scrub)
-            lines = response.aiter_lines()
-            produced = False
-            while not reader.done:
-                deadline = total_deadline if produced else first_deadline
-                try:
-                    line = await _within(anext(lines), deadline, "whole request" if produced else "first token")
-                except StopAsyncIteration:
-                    break
-                for delta in reader.feed(line):
-                    produced = True
-                    yield delta
-            if not reader.done:
-                for delta in reader.end():
-                    yield delta
-            if not reader.done:
-                raise _Retry(UpstreamError("the upstream closed the stream before the answer ended"))
-        except httpx.HTTPError as exc:
-            raise _Retry(UpstreamError(f"the upstream stream broke ({type(exc).__name__})")) from None
-        finally:
-            await response.aclose()
-
-    def _unreachable(self) -> UpstreamError:
-        error = UpstreamError("the upstream engine cannot be reached; retry shortly", headers={"Retry-After": "5"})
-        error.status_code = 503
-        return error
+        return Exchange(
+            self._client, f"{upstream.url}/chat/completions", headers, image_tokens, self.scrub,
+            first_token_timeout=self._config.first_token_timeout, timeout=self._config.timeout,
+        )  # fmt: skip
 
     def scrub(self, message: str) -> str:
         """The message without any upstream address or key."""

@@ -13,6 +13,7 @@ from typing import Literal
 
 from PIL import Image
 
+from vlserve.engine.base import MediaItem
 from vlserve.media.resize import ImageBudget
 
 ImageFormat = Literal["png", "jpeg"]
@@ -28,8 +29,15 @@ def encode(image: Image.Image, image_format: ImageFormat) -> bytes:
     return buffer.getvalue()
 
 
-def inline_image(image: Image.Image, budget: ImageBudget, image_format: ImageFormat) -> tuple[str, int]:
-    """(data URL of the image at the size the model sees it, its visual tokens)."""
-    fitted = budget.fit(image, param="messages")
+def inline_image(item: MediaItem, budget: ImageBudget, image_format: ImageFormat) -> tuple[str, int]:
+    """(data URL of the image at the size the model sees it, its visual tokens).
+
+    An image already at that size is sent as the client's own bytes when they hold exactly it (nothing
+    to re-encode, nothing lost); any other is resized once and encoded as ``image_format``.
+    """
+    fitted = budget.fit(item.image, param="messages")
+    tokens = budget.tokens(*fitted.size)
+    if fitted is item.image and item.source is not None and item.source_type is not None:
+        return f"data:{item.source_type};base64,{base64.b64encode(item.source).decode('ascii')}", tokens
     data = base64.b64encode(encode(fitted, image_format)).decode("ascii")
-    return f"data:image/{image_format};base64,{data}", budget.tokens(*fitted.size)
+    return f"data:image/{image_format};base64,{data}", tokens

@@ -1,7 +1,8 @@
-"""The OpenAI wire format of the remote engine: the request body sent upstream, and its SSE answer read back.
+"""The OpenAI wire format of the remote engine: the request body sent upstream, and its answer read back.
 
-Requests always stream (``stream_options.include_usage``), so time to first token, cancellation and
-usage work the same whether the client streams or not.
+A client that streams gets the upstream's stream (``stream_options.include_usage``) token by token; a
+client that waits for the whole answer gets it from one non-streamed upstream response, which costs
+both sides less per token.
 """
 
 from __future__ import annotations
@@ -45,14 +46,11 @@ def response_format(output: OutputFormat) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": name, "schema": output.schema, "strict": True}}
 
 
-def request_body(model: str, chat: list[dict[str, Any]], params: SamplingParams) -> dict[str, Any]:
-    """The streaming chat request; only what the client set is sent, so the upstream's defaults apply."""
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": chat,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+def request_body(model: str, chat: list[dict[str, Any]], params: SamplingParams, *, stream: bool) -> dict[str, Any]:
+    """The chat request; only what the client set is sent, so the upstream's defaults apply."""
+    body: dict[str, Any] = {"model": model, "messages": chat, "stream": stream}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
     optional = {
         "max_tokens": params.max_tokens,
         "temperature": params.temperature,
@@ -108,6 +106,23 @@ def _envelope(payload: bytes) -> tuple[str, str | None, str | None, str | None]:
         code if isinstance(code, str) else None,
         error.get("type") if isinstance(error.get("type"), str) else None,
     )
+
+
+def completion_deltas(payload: bytes, image_tokens: int) -> list[Delta]:
+    """A whole (non-streamed) chat completion as deltas: the text, then the finish with the usage."""
+    try:
+        body = json.loads(payload)
+        choice = body["choices"][0]
+        text = choice["message"].get("content") or ""
+        reason = _finish_reason(choice.get("finish_reason") or "stop")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        raise UpstreamError("the upstream's answer is not a chat completion") from None
+    token_ids = tuple(choice.get("token_ids") or ())
+    usage = body.get("usage") or {}
+    counts = Usage(
+        int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or len(token_ids)), image_tokens
+    )
+    return [Delta(text, token_ids=token_ids), Delta("", reason, usage=counts)]  # type: ignore[arg-type]
 
 
 class ChunkReader:

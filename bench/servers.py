@@ -1,0 +1,58 @@
+"""`vlserve serve` subprocesses on free loopback ports, for the benchmarks that measure over HTTP.
+
+Both the upstream and the gateway run at log level warning, so per-request log lines cost neither.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def vlserve(*args: str, timeout: float = 300, **settings: object) -> Iterator[str]:
+    """A running `vlserve serve ARGS` (settings as VLSERVE_* variables); yields its base URL once ready."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="vlserve-bench-") as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VLSERVE_")}
+        env.update({"VLSERVE_DATA_DIR": tmp, "VLSERVE_LOG_LEVEL": "warning", "VLSERVE_DOCUMENT_WORKER": "false"})
+        env.update({f"VLSERVE_{k.upper()}": str(v) for k, v in settings.items()})
+        log = (Path(tmp) / "server.log").open("w")
+        command = [sys.executable, "-m", "vlserve.cli", "serve", "--port", str(port), *args]
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"server exited: {(Path(tmp) / 'server.log').read_text()[-2000:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise TimeoutError("server not ready")
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
