@@ -78,22 +78,26 @@ def main() -> None:
     model = ["--model", args.model] if args.model else []
     image = chart_url()
     rows = []
-    with vlserve(*model) as upstream, vlserve(*model, engine="remote", upstream=upstream) as gateway:
+    with vlserve(*model) as upstream, vlserve(*model, engine="remote", upstream=upstream.url) as gateway:
         for workload in ("text", "image"):
             for concurrency in (1, 8):
                 bodies = [body(workload, i, args.max_tokens, image) for i in range(args.requests // args.rounds)]
-                asyncio.run(load(upstream, bodies[:8], concurrency))  # warm both paths
-                asyncio.run(load(gateway, bodies[:8], concurrency))
+                asyncio.run(load(upstream.url, bodies[:8], concurrency))  # warm both paths
+                asyncio.run(load(gateway.url, bodies[:8], concurrency))
                 results: dict[str, tuple[list[float], float]] = {"direct": ([], 0.0), "gateway": ([], 0.0)}
+                gateway_cpu = 0.0
                 for _ in range(args.rounds):
-                    for name, url in (("direct", upstream), ("gateway", gateway)):
-                        latencies, wall = asyncio.run(load(url, bodies, concurrency))
+                    for name, server in (("direct", upstream), ("gateway", gateway)):
+                        cpu = gateway.cpu_seconds()
+                        latencies, wall = asyncio.run(load(server.url, bodies, concurrency))
                         results[name] = (results[name][0] + latencies, results[name][1] + wall)
-                rows.append((workload, concurrency, results))
+                        if name == "gateway":
+                            gateway_cpu += gateway.cpu_seconds() - cpu
+                rows.append((workload, concurrency, results, gateway_cpu * 1000 / len(bodies) / args.rounds))
     print("| workload | concurrency | path | requests | P50 ms | P95 ms | req/s |")
     print("|---|---:|---|---:|---:|---:|---:|")
     summary = []
-    for workload, concurrency, results in rows:
+    for workload, concurrency, results, cpu_ms in rows:
         stats = {}
         for name, (latencies, wall) in results.items():
             p50, p95, rate = quantile(latencies, 0.5) * 1000, quantile(latencies, 0.95) * 1000, len(latencies) / wall
@@ -102,10 +106,11 @@ def main() -> None:
         (d50, d95, drate), (g50, g95, grate) = stats["direct"], stats["gateway"]
         summary.append(
             f"| {workload} | {concurrency} | {g50 - d50:+.1f} ms ({(g50 / d50 - 1) * 100:+.1f} %) "
-            f"| {g95 - d95:+.1f} ms ({(g95 / d95 - 1) * 100:+.1f} %) | {grate / drate:.3f} |"
+            f"| {g95 - d95:+.1f} ms ({(g95 / d95 - 1) * 100:+.1f} %) | {grate / drate:.3f} | {cpu_ms:.1f} |"
         )
-    print("\n| workload | concurrency | added P50 | added P95 | throughput ratio (gateway / direct) |")
-    print("|---|---:|---:|---:|---:|")
+    print("\n| workload | concurrency | added P50 | added P95 | throughput ratio (gateway / direct) "
+          "| gateway CPU ms per request |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|")
     print("\n".join(summary))
 
 

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -25,9 +26,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def vlserve(*args: str, timeout: float = 300, **settings: object) -> Iterator[str]:
-    """A running `vlserve serve ARGS` (settings as VLSERVE_* variables); yields its base URL once ready."""
+def vlserve(*args: str, timeout: float = 300, **settings: object) -> Iterator[Server]:
+    """A running `vlserve serve ARGS` (settings as VLSERVE_* variables), once it is ready."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="vlserve-bench-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VLSERVE_")}
@@ -48,7 +60,7 @@ def vlserve(*args: str, timeout: float = 300, **settings: object) -> Iterator[st
                 if time.monotonic() > deadline:
                     raise TimeoutError("server not ready")
                 time.sleep(0.2)
-            yield url
+            yield Server(url, proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

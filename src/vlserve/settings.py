@@ -85,8 +85,10 @@ class Settings(BaseSettings):
     upstream_max_inflight: int = Field(
         default=256, ge=1, description="Requests in flight to the upstreams before 429 Retry-After."
     )
-    upstream_image_format: Literal["png", "jpeg"] = Field(
-        default="png", description="How images are sent upstream: png (lossless) or jpeg (quality 90, smaller)."
+    upstream_image_format: Literal["auto", "png", "jpeg"] = Field(
+        default="auto",
+        description="How resized images are sent upstream: auto (JPEG for JPEG input, else lossless PNG), "
+        "png or jpeg (quality 92).",
     )
 
     # --- vllm engine (a vLLM child supervised by vlserve) ---------------------------------------

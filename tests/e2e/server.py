@@ -96,3 +96,12 @@ class ServerProcess:
 def stopped_after(log: str) -> list[int]:
     """Token counts of the generations the server stopped because their client went away."""
     return [int(line.split("stopped after ")[1].split()[0]) for line in log.splitlines() if "stopped after" in line]
+
+
+def abandon_stream(url: str, body: dict, *, chunks: int = 6) -> None:
+    """Start a streamed chat answer at ``url``, read ``chunks`` events, then hang up like a client that left."""
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json={**body, "stream": True}, timeout=60) as response:
+        assert response.status_code == 200, response.read()
+        lines = response.iter_lines()
+        for _ in range(chunks):
+            next(lines)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.e2e.server import free_port, stopped_after
+from tests.e2e.server import abandon_stream, free_port, stopped_after
 from tests.support.images import chart, data_url, encode
 
 pytestmark = pytest.mark.e2e
@@ -92,11 +92,7 @@ LONG = {"messages": [{"role": "user", "content": "write a long story"}], "max_to
 
 def test_a_streaming_client_that_leaves_stops_the_upstreams_generation(gateway, upstream):
     before = len(stopped_after(upstream.log()))
-    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json={**LONG, "stream": True}, timeout=60) as r:
-        assert r.status_code == 200
-        lines = r.iter_lines()
-        for _ in range(6):
-            next(lines)
+    abandon_stream(gateway.url, LONG)
     assert wait_for_another_stop(upstream, before) < 4000
 
 

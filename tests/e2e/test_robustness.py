@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.e2e.server import stopped_after
+from tests.e2e.server import abandon_stream, stopped_after
 from tests.support.images import chart_url
 
 pytestmark = pytest.mark.e2e
@@ -67,12 +67,7 @@ def test_full_queue_answers_429_with_retry_after(start_server):
 
 def test_a_streaming_client_that_disconnects_stops_its_generation(start_server):
     server = start_server()
-    body = chat("write a long story", chart_url(4), max_tokens=4000, temperature=0, stream=True)
-    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, timeout=60) as r:
-        assert r.status_code == 200
-        lines = r.iter_lines()
-        for _ in range(6):
-            next(lines)
+    abandon_stream(server.url, chat("write a long story", chart_url(4), max_tokens=4000, temperature=0))
     log = server.wait_for_log("the client went away")
     assert stopped_after(log)[-1] < 4000
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.e2e.server import stopped_after
+from tests.e2e.server import abandon_stream, stopped_after
 from tests.support.fake_vllm import install, records
 
 pytestmark = pytest.mark.e2e
@@ -95,12 +95,8 @@ def test_ready_only_after_the_childs_health_and_a_warm_up_then_it_streams(manage
 
 
 def test_a_client_that_leaves_stops_the_generation_in_the_child(managed):
-    body = {"messages": [{"role": "user", "content": "write a long story"}], "max_tokens": 1500, "temperature": 0}
-    with httpx.stream("POST", f"{managed.url}/v1/chat/completions", json={**body, "stream": True}, timeout=60) as r:
-        assert r.status_code == 200, r.read()
-        lines = r.iter_lines()
-        for _ in range(6):
-            next(lines)
+    story = {"messages": [{"role": "user", "content": "write a long story"}], "max_tokens": 1500, "temperature": 0}
+    abandon_stream(managed.url, story)
     log = managed.wait_for_log("the client went away")
     assert stopped_after(log)[-1] < 1500
 

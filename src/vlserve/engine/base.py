@@ -45,8 +45,8 @@ class MediaItem:
 
     image: Image.Image
     kind: Literal["image"] = "image"
-    source: bytes | None = None  # the client's encoded bytes, when they are exactly ``image``
-    source_type: str | None = None  # their media type, e.g. image/png
+    source: bytes | None = None  # the client's encoded bytes, when they hold exactly ``image``
+    source_type: str | None = None  # how the client encoded it (image/png, image/jpeg, image/webp), if known
 
     @classmethod
     def images(cls, images: Sequence[Image.Image]) -> tuple[MediaItem, ...]:

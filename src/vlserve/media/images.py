@@ -22,7 +22,7 @@ from vlserve.media.rgb import to_rgb
 __all__ = ["ImageLimits", "LoadedImage", "decode_image", "load_image"]
 
 _FORMATS = "PNG, JPEG, WebP, GIF, BMP, TIFF …"
-_FORWARDABLE = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+_MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}  # read by every engine
 _ORIENTATION = 0x0112
 # ``warnings.catch_warnings`` swaps process-wide state; serialise our own header reads around it.
 _OPEN_LOCK = threading.Lock()
@@ -34,8 +34,8 @@ class LoadedImage:
     conversion, one frame, a format every engine reads), so they can be passed on as they are."""
 
     image: Image.Image
-    source: bytes | None = None
-    source_type: str | None = None  # the media type of ``source``
+    source: bytes | None = None  # the encoded bytes, when they hold exactly ``image``
+    source_type: str | None = None  # how the client encoded it (image/png, image/jpeg, image/webp), if known
 
 
 def load_image(data: bytes, limits: ImageLimits, *, param: str) -> Image.Image:
@@ -61,7 +61,7 @@ def decode_image(data: bytes, limits: ImageLimits, *, param: str) -> LoadedImage
             param=param,
             code="truncated_image",
         ) from None
-    source_type = _FORWARDABLE.get(image.format or "")
+    source_type = _MEDIA_TYPES.get(image.format or "")
     oriented = image
     with suppress(Exception):  # a malformed EXIF block only loses the orientation, not the image
         if image.getexif().get(_ORIENTATION, 1) != 1:
@@ -70,9 +70,8 @@ def decode_image(data: bytes, limits: ImageLimits, *, param: str) -> LoadedImage
         rgb = to_rgb(oriented)
     except Exception:
         raise ImageError(f"image colour mode {image.mode} cannot be converted to RGB", param=param) from None
-    if rgb is not image or getattr(image, "is_animated", False):
-        source_type = None
-    return LoadedImage(rgb, data if source_type else None, source_type)
+    exact = source_type is not None and rgb is image and not getattr(image, "is_animated", False)
+    return LoadedImage(rgb, data if exact else None, source_type)
 
 
 def _open_header(data: bytes, limits: ImageLimits, *, param: str) -> Image.Image:

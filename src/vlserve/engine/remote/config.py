@@ -24,7 +24,7 @@ class RemoteConfig:
     timeout: float = 900.0
     health_interval: float = 5.0
     max_inflight: int = 256
-    image_format: ImageFormat = "png"
+    image_format: ImageFormat = "auto"
     warmup: bool = True
     name: str = "remote"  # the engine's name in error messages
 

@@ -16,11 +16,11 @@ from PIL import Image
 from vlserve.engine.base import MediaItem
 from vlserve.media.resize import ImageBudget
 
-ImageFormat = Literal["png", "jpeg"]
-_JPEG_QUALITY = 90
+ImageFormat = Literal["auto", "png", "jpeg"]
+_JPEG_QUALITY = 92
 
 
-def encode(image: Image.Image, image_format: ImageFormat) -> bytes:
+def encode(image: Image.Image, image_format: Literal["png", "jpeg"]) -> bytes:
     buffer = io.BytesIO()
     if image_format == "jpeg":
         image.save(buffer, format="JPEG", quality=_JPEG_QUALITY)
@@ -33,11 +33,14 @@ def inline_image(item: MediaItem, budget: ImageBudget, image_format: ImageFormat
     """(data URL of the image at the size the model sees it, its visual tokens).
 
     An image already at that size is sent as the client's own bytes when they hold exactly it (nothing
-    to re-encode, nothing lost); any other is resized once and encoded as ``image_format``.
+    to re-encode, nothing lost); any other is resized once and encoded as ``image_format``. ``auto``
+    keeps the client's kind of encoding: JPEG for a JPEG (already lossy; several times smaller and
+    faster than PNG for photos and scans), lossless PNG for everything else.
     """
     fitted = budget.fit(item.image, param="messages")
     tokens = budget.tokens(*fitted.size)
     if fitted is item.image and item.source is not None and item.source_type is not None:
         return f"data:{item.source_type};base64,{base64.b64encode(item.source).decode('ascii')}", tokens
-    data = base64.b64encode(encode(fitted, image_format)).decode("ascii")
-    return f"data:image/{image_format};base64,{data}", tokens
+    kind = image_format if image_format != "auto" else ("jpeg" if item.source_type == "image/jpeg" else "png")
+    data = base64.b64encode(encode(fitted, kind)).decode("ascii")
+    return f"data:image/{kind};base64,{data}", tokens

@@ -9,12 +9,12 @@ passes brings it back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
 import httpx
 
+from vlserve.engine.background import Background
 from vlserve.errors import UpstreamError
 
 log = logging.getLogger("vlserve.upstream")
@@ -63,22 +63,17 @@ class UpstreamPool:
         self._interval = interval
         self._headers = headers
         self._next = 0
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background("vlserve-upstream-health")
 
     @property
     def any_healthy(self) -> bool:
         return any(u.healthy for u in self.upstreams)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="vlserve-upstream-health")
+        self._task.start(self._loop)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     async def wait_healthy(self) -> None:
         while not self.any_healthy:

@@ -9,7 +9,6 @@ whose consumer goes away is marked cancelled: skipped if still queued, stopped i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -18,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from vlserve.engine.background import Background
 from vlserve.engine.base import Delta, SamplingParams
 from vlserve.engine.transformers.prompting import Prompt
 from vlserve.errors import RateLimitError, ServerError, VLServeError
@@ -62,7 +62,7 @@ class Scheduler:
         self._batch_wait_s = batch_wait_s
         self._queue: asyncio.Queue[GenerationRequest] = asyncio.Queue(maxsize=max_queue_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlserve-model")
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background("vlserve-scheduler")
         self.batch_sizes: list[int] = []  # the size of every batch run, newest last (bounded)
         self.running = 0  # requests in the batch being generated
 
@@ -71,15 +71,10 @@ class Scheduler:
         return self._queue.qsize()
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="vlserve-scheduler")
+        self._task.start(self._loop)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         while not self._queue.empty():
             self._queue.get_nowait().emit(ServerError("the server is shutting down"))
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -8,7 +8,6 @@ run through it; a child that dies makes it not ready until a restarted child has
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import shutil
@@ -16,6 +15,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 
+from vlserve.engine.background import Background
 from vlserve.engine.base import Delta, EngineRequest, EngineStatus, ModelInfo, Prepared, SamplingParams
 from vlserve.engine.checkpoint_files import CheckpointError, architecture, image_budget, read_config
 from vlserve.engine.remote import RemoteConfig, RemoteEngine
@@ -58,7 +58,7 @@ class VllmEngine:
         self._child = ChildProcess("vllm", self._next_command)
         self._architecture = ""
         self._warmed = 0  # the child start a warm-up has run on
-        self._watcher: asyncio.Task[None] | None = None
+        self._watcher = Background("vlserve-vllm-warmup")
 
     def _next_command(self) -> ChildCommand:
         port = free_loopback_port()
@@ -99,7 +99,7 @@ class VllmEngine:
         started = time.monotonic()
         self._child.start()
         self._remote.pool.start()
-        self._watcher = asyncio.create_task(self._warm_each_start(), name="vlserve-vllm-warmup")
+        self._watcher.start(self._warm_each_start)
         while not self.ready:
             await asyncio.sleep(0.2)
         log.info("vLLM ready after %.1f s", time.monotonic() - started)
@@ -120,10 +120,7 @@ class VllmEngine:
             self._warmed = start
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        await self._watcher.stop()
         await self._remote.close()
         await self._child.stop()
 

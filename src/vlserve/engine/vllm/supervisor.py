@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from vlserve.engine.background import Background
 from vlserve.engine.vllm.command import ChildCommand
 
 log = logging.getLogger("vlserve.vllm")
@@ -40,7 +41,7 @@ class ChildProcess:
         self._command = command
         self._stop_timeout = stop_timeout
         self._proc: asyncio.subprocess.Process | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background(f"vlserve-{name}")
         self._stopping = False
         self.starts = 0  # how many times the child was started
         self.last_exit: str | None = None  # how the last one ended
@@ -54,8 +55,7 @@ class ChildProcess:
         return self._proc.pid if self.alive and self._proc is not None else None
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"vlserve-{self.name}")
+        self._task.start(self._run)
 
     async def stop(self) -> None:
         """SIGTERM to the child's process group, SIGKILL after ``stop_timeout``; no restart afterwards."""
@@ -70,11 +70,7 @@ class ChildProcess:
                 log.warning("%s did not stop in %.0f s; killing it", self.name, self._stop_timeout)
                 _signal_group(proc.pid, signal.SIGKILL)
                 await proc.wait()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     async def _run(self) -> None:
         backoff = 1.0
