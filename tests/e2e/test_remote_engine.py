@@ -8,6 +8,7 @@ generation; images reach the upstream inline, fetched once by the gateway; a dea
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -15,7 +16,9 @@ import pytest
 from openai import OpenAI
 
 from tests.e2e.server import abandon_stream, free_port, stopped_after
+from tests.e2e.test_documents import FACTS, submit, wait_for
 from tests.support.images import chart, data_url, encode
+from tests.support.pdfs import text_pdf
 
 pytestmark = pytest.mark.e2e
 
@@ -126,3 +129,14 @@ def test_without_a_reachable_upstream_the_gateway_is_live_not_ready_and_answers_
     r = httpx.post(f"{gateway.url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 503 and r.headers["Retry-After"]
     assert str(port) not in r.text and str(port) not in ready.text
+
+
+def test_document_jobs_and_the_vision_endpoint_run_through_the_gateway(gateway):
+    job = submit(gateway, text_pdf(2), json_schema=json.dumps(FACTS))  # the schema is enforced upstream
+    status = wait_for(gateway, job["id"])
+    assert status["status"] == "succeeded" and status["pages"]["succeeded"] == 2, status
+    pages = httpx.get(f"{gateway.url}/v1/documents/{job['id']}/result", timeout=10).json()["pages"]
+    assert all(set(page["data"]) == {"kind", "labelled"} for page in pages)
+    files = [("image_file", ("chart.png", encode(chart(9, (300, 200))), "image/png"))]
+    vision = httpx.post(f"{gateway.url}/v1/chat/vision", data={"prompt": "values?", "max_tokens": "4"}, files=files)
+    assert vision.status_code == 200 and vision.json()["usage"]["completion_tokens"] >= 1

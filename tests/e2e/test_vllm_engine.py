@@ -67,6 +67,7 @@ def test_the_child_gets_vllm_flags_from_settings_and_its_key_from_the_environmen
     size = json.loads(flag(argv, "--mm-processor-kwargs"))["size"]
     assert (size["shortest_edge"], size["longest_edge"]) == (16 * 32 * 32, 256 * 32 * 32)  # the server's budget
     assert argv.count("--max-model-len") == 2 and flag(argv, "--max-model-len") == "2048"  # extra args win
+    assert httpx.get(f"{managed.url}/v1/models").json()["data"][0]["max_model_len"] == 2048  # as the child says
     assert argv[-4:] == ["--max-num-seqs", "8", "--max-model-len", "2048"]
     assert start["api_key_set"] and not start["key_in_argv"]
 

@@ -1,9 +1,10 @@
 """The remote backend: an OpenAI-compatible fleet (vLLM, SGLang, another vlserve) reached over HTTP.
 
-Every request streams from one upstream picked round-robin among the healthy ones. It is retried on
-another upstream only if it failed before its first token (so before any byte reached the client).
-Deadlines: connecting, the first token, the whole request. Closing the stream closes the upstream
-connection, which makes vLLM abort the request. Upstream addresses and keys never reach a client.
+Each request goes to one upstream picked round-robin among the healthy ones, streamed when the client
+streams and whole otherwise. It is retried on another upstream only if it failed before its first
+token (so before any byte reached the client). Deadlines: connecting, the first token, the whole
+request. A client that goes away closes the upstream connection, which makes vLLM abort the request.
+Upstream addresses and keys never reach a client.
 """
 
 from __future__ import annotations
@@ -25,11 +26,7 @@ from vlserve.engine.remote.media import inline_image
 from vlserve.engine.remote.upstreams import Upstream, UpstreamPool
 from vlserve.engine.remote.wire import messages, request_body
 from vlserve.engine.warmup import warm_up
-from vlserve.errors import (
-    ContextLengthError,
-    RateLimitError,
-    ServerError,
-)
+from vlserve.errors import ContextLengthError, RateLimitError, ServerError
 from vlserve.observability.request_id import current_request_id
 from vlserve.structured import OutputFormat
 
@@ -97,7 +94,7 @@ class RemoteEngine:
         if not self.pool.any_healthy:
             log.info("waiting for an upstream engine to become healthy")
         await self.pool.wait_healthy()
-        await self._discover()
+        await self.discover()
         if self._config.warmup:
             await warm_up(self)
         self._warm = True
@@ -108,7 +105,7 @@ class RemoteEngine:
         await self.pool.stop()
         await self._client.aclose()
 
-    async def _discover(self) -> None:
+    async def discover(self) -> None:
         """The upstream's model (the configured one, else the first it lists) and its context length."""
         upstream = self.pool.pick([])
         response = await self._client.get(f"{upstream.url}/models", headers=self._headers)

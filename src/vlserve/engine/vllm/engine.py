@@ -19,7 +19,7 @@ from vlserve.engine.background import Background
 from vlserve.engine.base import Delta, EngineRequest, EngineStatus, ModelInfo, Prepared, SamplingParams
 from vlserve.engine.checkpoint_files import CheckpointError, architecture, image_budget, read_config
 from vlserve.engine.remote import RemoteConfig, RemoteEngine
-from vlserve.engine.vllm.command import DEFAULT_MAX_MODEL_LEN, VLLM_VERSION, ChildCommand, vllm_command
+from vlserve.engine.vllm.command import VLLM_VERSION, ChildCommand, vllm_command
 from vlserve.engine.vllm.supervisor import ChildProcess
 from vlserve.engine.warmup import warm_up
 from vlserve.settings import Settings
@@ -51,7 +51,7 @@ class VllmEngine:
             model=settings.model_name(),
             served_name=settings.model_name(),
             api_key=self._key,
-            max_model_len=settings.max_model_len or DEFAULT_MAX_MODEL_LEN,
+            max_model_len=None,  # what the child reports: --vllm-args may have changed it
             name=self.name,
         )
         self._remote = RemoteEngine(config)
@@ -112,6 +112,7 @@ class VllmEngine:
             if start == self._warmed or not self._child.alive or not self._remote.pool.any_healthy:
                 continue
             try:
+                await self._remote.discover()
                 await warm_up(self._remote)
             except Exception as exc:  # noqa: BLE001 - a child that fails its warm-up stays not ready
                 log.warning("warm-up through vLLM failed: %s", getattr(exc, "message", None) or exc)
