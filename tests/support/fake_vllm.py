@@ -2,7 +2,7 @@
 `vlserve serve` on MODEL instead, so it speaks the real OpenAI protocol over HTTP.
 
 It accepts vLLM's flags and applies the ones vlserve can (served name, context length, images per
-prompt, the pixel budget, the default completion limit). Each start appends one JSON line to
+prompt, the pixel budget). Each start appends one JSON line to
 ``$FAKE_VLLM_RECORD``: the arguments, the pid, whether ``VLLM_API_KEY`` was set and whether it also
 appears on the command line. With
 ``FAKE_VLLM_EXIT=<code>`` it exits at once instead, like a vLLM that fails to start.
@@ -46,7 +46,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-model-len", type=int)
     parser.add_argument("--limit-mm-per-prompt", type=json.loads, default={})
     parser.add_argument("--mm-processor-kwargs", type=json.loads, default={})
-    parser.add_argument("--override-generation-config", type=json.loads, default={})
     args, _ = parser.parse_known_args(argv)
     return args
 
@@ -73,7 +72,6 @@ def main() -> None:
         "MAX_IMAGES_PER_REQUEST": args.limit_mm_per_prompt.get("image"),
         "MIN_PIXELS": size.get("shortest_edge"),
         "MAX_PIXELS": size.get("longest_edge"),
-        "DEFAULT_MAX_TOKENS": args.override_generation_config.get("max_new_tokens"),
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("VLSERVE_")}
     env.update({f"VLSERVE_{k}": str(v) for k, v in settings.items() if v is not None})

@@ -36,7 +36,7 @@ def gateway(tmp_path_factory):
 
     def start(*upstreams: Stub | str, ready: bool = True, **config) -> TestClient:
         urls = tuple(u if isinstance(u, str) else u.url for u in upstreams)
-        options = {"health_interval": 0.2, "warmup": False, "api_key": KEY, **config}
+        options = {"health_interval": 0.2, "warmup": False, "api_key": KEY, "default_max_tokens": 64, **config}
         engine = RemoteEngine(RemoteConfig(urls, ImageBudget(64 * 1024, 256 * 1024), max_images=8, **options))
         settings = Settings(data_dir=tmp_path_factory.mktemp("data"), url_allowlist="127.0.0.1/32", url_fetch_timeout=2)
         client = TestClient(build_app(settings, engine=engine), raise_server_exceptions=False)
@@ -217,6 +217,7 @@ def test_trace_id_and_key_go_upstream(gateway):
         assert reply.status_code == 200 and reply.headers["X-Request-Id"] == "trace-123"
         assert ears.headers[-1]["x-request-id"] == "trace-123"
         assert ears.headers[-1]["authorization"] == f"Bearer {KEY}"
+        assert ears.requests[-1]["max_tokens"] == 64  # the server's default limit, as with every engine
 
 
 def test_a_peer_without_health_is_checked_on_its_model_list(gateway):

@@ -19,6 +19,7 @@ class RemoteConfig:
     served_name: str | None = None  # the name clients use; None: the upstream's
     api_key: str | None = None
     max_model_len: int | None = None  # None: the upstream's (vLLM lists it)
+    default_max_tokens: int | None = None  # sent when a request sets no limit; None: the upstream's default
     connect_timeout: float = 5.0
     first_token_timeout: float = 300.0
     timeout: float = 900.0
@@ -44,6 +45,7 @@ class RemoteConfig:
             "served_name": s.served_model_name,
             "api_key": None if s.upstream_api_key is None else s.upstream_api_key.get_secret_value(),
             "max_model_len": s.max_model_len,
+            "default_max_tokens": s.default_max_tokens,
             "connect_timeout": s.upstream_connect_timeout,
             "first_token_timeout": s.upstream_first_token_timeout,
             "timeout": s.upstream_timeout,

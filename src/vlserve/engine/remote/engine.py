@@ -10,6 +10,7 @@ Upstream addresses and keys never reach a client.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -160,6 +161,8 @@ class RemoteEngine:
                 f"the server is at capacity ({self._config.max_inflight} requests in flight); retry shortly",
                 headers={"Retry-After": "1"},
             )
+        if params.max_tokens is None and self._config.default_max_tokens is not None:
+            params = dataclasses.replace(params, max_tokens=self._config.default_max_tokens)
         body = request_body(self._model, prepared.messages, params, stream=params.incremental)
         self._inflight += 1
         try:

@@ -38,7 +38,6 @@ def vllm_command(settings: Settings, *, model_dir: Path, port: int, api_key: str
         "--limit-mm-per-prompt", json.dumps({"image": s.max_images_per_request, "video": 0}),
         "--mm-processor-kwargs",
         json.dumps({"size": {"shortest_edge": budget.min_pixels, "longest_edge": budget.max_pixels}}),
-        "--override-generation-config", json.dumps({"max_new_tokens": s.default_max_tokens}),
     ]  # fmt: skip
     if s.vllm_tensor_parallel_size > 1:
         argv += ["--mm-encoder-tp-mode", "data"]  # the small vision encoder runs data-parallel, not split
