@@ -86,9 +86,7 @@ async def ask_local(
 
     limits = settings.image_limits()
     decoded = [load_image(Path(p).read_bytes(), limits, param=p) for p in images]
-    async with open_runtime(settings.model_copy(update={"warmup": False}), documents=False) as runtime:
-        if not await runtime.load():
-            raise RuntimeError(f"the model could not be loaded: {runtime.load_error}")
+    async with open_runtime(settings.model_copy(update={"warmup": False}), documents=False, load=True) as runtime:
         generation = runtime.generation
         params = SamplingParams(max_tokens=max_tokens, temperature=temperature)
         prepared = await generation.prepare(EngineRequest.chat([ChatTurn.user(prompt, len(decoded))], decoded))

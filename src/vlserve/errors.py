@@ -112,10 +112,15 @@ class ServiceUnavailableError(ServerError):
 
 
 class UpstreamError(ServerError):
-    """The upstream engine failed (5xx), could not be reached (503) or took too long (504)."""
+    """The upstream engine failed (502), could not be reached (503) or took too long (504); always with
+    ``Retry-After``, since another try, or another upstream, may succeed."""
 
     status_code = 502
     code = "upstream_error"
+
+    def __init__(self, message: str, *, status_code: int = 502, code: str | None = None) -> None:
+        super().__init__(message, code=code, headers={"Retry-After": "5"})
+        self.status_code = status_code
 
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")

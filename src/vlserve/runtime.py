@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from vlserve.documents.service import DocumentService
 from vlserve.engine import Engine, build_engine
-from vlserve.errors import sanitize_message
+from vlserve.errors import ServerError, sanitize_message
 from vlserve.media import ImageFetcher, MediaLoader
 from vlserve.service import GenerationService
 from vlserve.settings import Settings
@@ -44,9 +44,10 @@ class Runtime:
 
 @contextlib.asynccontextmanager
 async def open_runtime(
-    settings: Settings, engine: Engine | None = None, *, documents: bool = True
+    settings: Settings, engine: Engine | None = None, *, documents: bool = True, load: bool = False
 ) -> AsyncIterator[Runtime]:
-    """The object graph for ``settings``; the engine is built but not started (call ``load``)."""
+    """The object graph for ``settings``. The engine is built but not started (a server calls ``load`` in
+    the background); with ``load``, it is started first and a failure raises (the CLI's ``--local``)."""
     served = engine or build_engine(settings)
     try:
         async with ImageFetcher(
@@ -59,8 +60,11 @@ async def open_runtime(
                 served, MediaLoader(fetcher, settings.image_limits()), max_images=settings.max_images_per_request
             )
             jobs = await DocumentService.open(settings, generation) if documents else None
+            runtime = Runtime(settings, served, generation, jobs)
             try:
-                yield Runtime(settings, served, generation, jobs)
+                if load and not await runtime.load():
+                    raise ServerError(f"the model could not be loaded: {runtime.load_error}")
+                yield runtime
             finally:
                 if jobs is not None:
                     await jobs.close()

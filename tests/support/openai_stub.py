@@ -3,7 +3,7 @@
 It answers like vLLM: ``/health``, ``/v1/models`` (with ``max_model_len``) and ``/v1/chat/completions``
 (streamed: word deltas, a finish chunk, a usage chunk, ``[DONE]``; else one JSON completion).
 ``behaviour`` picks a failure: ``"500"``, ``"429"``, ``"400"`` (an error naming its own address),
-``"slow"`` (nothing for ``delay`` s), ``"trickle"`` (``delay`` s between tokens), ``"break"`` (the
+``"slow"`` (nothing for ``delay`` s), ``"break"`` (the
 connection drops after the first token), ``"unhealthy"`` (``/health`` answers 503) or ``"no-health"``
 (no ``/health`` route). Every chat request is recorded.
 """
@@ -38,7 +38,6 @@ class Stub:
     delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
-    disconnected: threading.Event = field(default_factory=threading.Event)
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
 
@@ -85,7 +84,7 @@ def _app(stub: Stub) -> Starlette:
             return JSONResponse({"error": error}, status_code=400)
         if not body.get("stream"):
             return JSONResponse(await _whole(stub, body))
-        return StreamingResponse(_stream(stub, body, request), media_type="text/event-stream")
+        return StreamingResponse(_stream(stub, body), media_type="text/event-stream")
 
     return Starlette(
         routes=[
@@ -96,36 +95,34 @@ def _app(stub: Stub) -> Starlette:
     )
 
 
-async def _whole(stub: Stub, body: dict) -> dict:
-    await asyncio.sleep(stub.delay if stub.behaviour in ("slow", "trickle") else 0)
+def _answer(stub: Stub, body: dict) -> tuple[list[str], str, dict]:
+    """(the words answered, the finish reason, the usage) for ``body``'s token limit."""
     words = stub.words()[: body.get("max_tokens") or 100]
     reason = "length" if len(words) < len(stub.words()) else "stop"
+    return words, reason, {"prompt_tokens": 42, "completion_tokens": len(words), "total_tokens": 42 + len(words)}
+
+
+async def _whole(stub: Stub, body: dict) -> dict:
+    await asyncio.sleep(stub.delay if stub.behaviour == "slow" else 0)
+    words, reason, usage = _answer(stub, body)
     message = {"role": "assistant", "content": " ".join(words)}
-    usage = {"prompt_tokens": 42, "completion_tokens": len(words), "total_tokens": 42 + len(words)}
     choice = {"index": 0, "message": message, "finish_reason": reason, "token_ids": list(range(len(words)))}
     return {"id": "chatcmpl-stub", "object": "chat.completion", "choices": [choice], "usage": usage}
 
 
-async def _stream(stub: Stub, body: dict, request: Request) -> AsyncIterator[str]:
-    try:
-        if stub.behaviour == "slow":
-            await asyncio.sleep(stub.delay)
-        yield _chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]) + "\n\n"
-        words = stub.words()[: body.get("max_tokens") or 100]
-        for n, word in enumerate(words):
-            yield _chunk([{"index": 0, "delta": {"content": (" " if n else "") + word}, "token_ids": [n]}]) + "\n\n"
-            if stub.behaviour == "break":  # after the first token has surely arrived
-                await asyncio.sleep(0.3)
-                raise RuntimeError("the stub drops the connection")
-            await asyncio.sleep(stub.delay if stub.behaviour == "trickle" else 0)
-        reason = "length" if len(words) < len(stub.words()) else "stop"
-        yield _chunk([{"index": 0, "delta": {}, "finish_reason": reason}]) + "\n\n"
-        usage = {"prompt_tokens": 42, "completion_tokens": len(words), "total_tokens": 42 + len(words)}
-        yield _chunk([], usage=usage) + "\n\n"
-        yield "data: [DONE]\n\n"
-    except asyncio.CancelledError:
-        stub.disconnected.set()
-        raise
+async def _stream(stub: Stub, body: dict) -> AsyncIterator[str]:
+    if stub.behaviour == "slow":
+        await asyncio.sleep(stub.delay)
+    yield _chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]) + "\n\n"
+    words, reason, usage = _answer(stub, body)
+    for n, word in enumerate(words):
+        yield _chunk([{"index": 0, "delta": {"content": (" " if n else "") + word}, "token_ids": [n]}]) + "\n\n"
+        if stub.behaviour == "break":  # after the first token has surely arrived
+            await asyncio.sleep(0.3)
+            raise RuntimeError("the stub drops the connection")
+    yield _chunk([{"index": 0, "delta": {}, "finish_reason": reason}]) + "\n\n"
+    yield _chunk([], usage=usage) + "\n\n"
+    yield "data: [DONE]\n\n"
 
 
 @contextlib.contextmanager

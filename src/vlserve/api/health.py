@@ -21,12 +21,12 @@ async def live(state: StateDep) -> JSONResponse:
 @router.get("/health/ready")
 async def ready(state: StateDep) -> JSONResponse:
     """200 only after the model is loaded and a warm-up generation has run, and while the engine can serve."""
-    status = state.engine.status()
     if state.engine.ready:
         return JSONResponse({"status": "ready", "model": state.engine.info.id})
     if state.load_error:
         return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)
-    body = {"status": "loading", "detail": status.detail} if status.detail else {"status": "loading"}
+    detail = state.engine.status().detail
+    body = {"status": "loading", "detail": detail} if detail else {"status": "loading"}
     return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
 

@@ -10,9 +10,9 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from vlserve.api.cancellation import cancel_on_disconnect
 from vlserve.api.chat_format import usage_body
 from vlserve.api.state import GenerationDep, RequestIdDep, StateDep
-from vlserve.engine.base import ChatTurn, EngineRequest, SamplingParams
+from vlserve.engine.base import ChatTurn, EngineRequest, MediaItem, SamplingParams
 from vlserve.errors import ClientError
-from vlserve.media import load_image
+from vlserve.media.images import decode_image
 from vlserve.media.limits import payload_too_large
 
 router = APIRouter()
@@ -52,9 +52,9 @@ async def chat_vision(
     for i, upload in enumerate(image_file):
         param = f"image_file[{i}]"
         data = await _read_upload(upload, settings.max_image_bytes, param)
-        images.append(await asyncio.to_thread(load_image, data, limits, param=param))
+        images.append(MediaItem.decoded(await asyncio.to_thread(decode_image, data, limits, param=param)))
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
-    request = EngineRequest.chat([ChatTurn.user(prompt, len(images))], images)
+    request = EngineRequest((ChatTurn.user(prompt, len(images)),), tuple(images))
     prepared = await cancel_on_disconnect(raw, service.prepare(request))
     completion = await cancel_on_disconnect(raw, service.complete(prepared, params))
     return {

@@ -64,9 +64,7 @@ async def run_local(
             update={"warmup": False, "database_url": f"sqlite:///{Path(tmp) / 'jobs.db'}", "data_dir": Path(tmp),
                     "model": settings.model_dir(), "document_poll_s": poll_s}
         )  # fmt: skip
-        async with open_runtime(local) as runtime:
-            if not await runtime.load():
-                raise RuntimeError(f"the model could not be loaded: {runtime.load_error}")
+        async with open_runtime(local, load=True) as runtime:
             documents = runtime.documents
             assert documents is not None
             doc, _ = await documents.submit(uploads, form)

@@ -13,10 +13,6 @@ class Background:
         self._name = name
         self._task: asyncio.Task[Any] | None = None
 
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
     def start(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Run ``work()`` in a task on the running loop, unless it already runs."""
         if self._task is None:

@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from PIL import Image
 
+from vlserve.media.images import LoadedImage
 from vlserve.structured import OutputFormat
 
 FinishReason = Literal["stop", "length"]
@@ -51,6 +52,11 @@ class MediaItem:
     @classmethod
     def images(cls, images: Sequence[Image.Image]) -> tuple[MediaItem, ...]:
         return tuple(cls(image) for image in images)
+
+    @classmethod
+    def decoded(cls, loaded: LoadedImage) -> MediaItem:
+        """A decoded upload or image URL, with the client's bytes when they hold exactly the image."""
+        return cls(loaded.image, source=loaded.source, source_type=loaded.source_type)
 
 
 @dataclass(frozen=True)
@@ -98,10 +104,6 @@ class SamplingParams:
     def greedy(self) -> bool:
         return self.temperature == 0.0 or self.top_k == 1
 
-    def merge(self, **overrides: object) -> SamplingParams:
-        """These settings with every override that is not None applied (a request over the defaults)."""
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
-
     def over(self, defaults: SamplingParams) -> SamplingParams:
         """These settings with every unset (None) field taken from ``defaults``."""
         unset = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is None}
@@ -116,10 +118,6 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     image_tokens: int = 0  # part of prompt_tokens
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
 
 
 @dataclass(frozen=True)

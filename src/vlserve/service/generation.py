@@ -54,8 +54,7 @@ class GenerationService:
         return served
 
     async def load_media(self, refs: Sequence[MediaRef]) -> tuple[MediaItem, ...]:
-        loaded = await self._media.load(refs)
-        return tuple(MediaItem(item.image, source=item.source, source_type=item.source_type) for item in loaded)
+        return tuple(MediaItem.decoded(loaded) for loaded in await self._media.load(refs))
 
     async def prepare(self, request: EngineRequest) -> Prepared:
         return await self.engine.prepare(request)

@@ -122,15 +122,7 @@ class RemoteEngine:
             raise ServerError(f"the upstream does not serve the model {wanted!r}; it serves {served}")
         self._model = wanted
         limit = self._config.max_model_len or int(card.get("max_model_len") or 0)
-        self._info = ModelInfo(
-            id=self._config.served_name or wanted,
-            max_model_len=limit,
-            max_images_per_request=self._config.max_images,
-            architecture=self._info.architecture,
-            created=self._info.created,
-            min_pixels=self._info.min_pixels,
-            max_pixels=self._info.max_pixels,
-        )
+        self._info = dataclasses.replace(self._info, id=self._config.served_name or wanted, max_model_len=limit)
 
     # --- requests ----------------------------------------------------------------------------------
     async def prepare(self, request: EngineRequest) -> RemotePrompt:

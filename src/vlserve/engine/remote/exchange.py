@@ -48,25 +48,14 @@ class Exchange:
     timeout: float
 
 
-def timed_out(what: str) -> UpstreamError:
-    error = UpstreamError(f"the upstream engine did not answer in time ({what})", headers={"Retry-After": "5"})
-    error.status_code, error.code = 504, "upstream_timeout"
-    return error
-
-
-def unreachable() -> UpstreamError:
-    error = UpstreamError("the upstream engine cannot be reached; retry shortly", headers={"Retry-After": "5"})
-    error.status_code = 503
-    return error
-
-
 async def _within(work: Awaitable[T], deadline: float, what: str) -> T:
     """``work`` by the ``time.monotonic()`` deadline (the event loop's clock), else a 504."""
     try:
         async with asyncio.timeout_at(deadline):
             return await work
     except TimeoutError:
-        raise timed_out(what) from None
+        message = f"the upstream engine did not answer in time ({what})"
+        raise UpstreamError(message, status_code=504, code="upstream_timeout") from None
 
 
 async def _head_of(response: httpx.Response, limit: int) -> bytes:
@@ -94,7 +83,8 @@ async def deltas(x: Exchange, body: dict[str, Any]) -> AsyncIterator[Delta]:
     try:
         response = await _within(x.client.send(request, stream=True), first_deadline, "first token")
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
-        raise Retryable(unreachable(), unreachable=True) from None
+        error = UpstreamError("the upstream engine cannot be reached; retry shortly", status_code=503)
+        raise Retryable(error, unreachable=True) from None
     except httpx.HTTPError as exc:
         raise Retryable(UpstreamError(f"the upstream connection failed ({type(exc).__name__})")) from None
     try:

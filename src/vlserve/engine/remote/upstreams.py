@@ -48,12 +48,6 @@ class Upstream:
         self.healthy, self.reason = healthy, reason
 
 
-def no_upstream() -> UpstreamError:
-    error = UpstreamError("no upstream engine is available; retry shortly", headers={"Retry-After": "5"})
-    error.status_code = 503
-    return error
-
-
 class UpstreamPool:
     def __init__(self, urls: list[str], client: httpx.AsyncClient, *, interval: float, headers: dict[str, str]) -> None:
         if not urls:
@@ -87,7 +81,7 @@ class UpstreamPool:
             if upstream.healthy and upstream not in exclude:
                 self._next = (self._next + step + 1) % count
                 return upstream
-        raise no_upstream()
+        raise UpstreamError("no upstream engine is available; retry shortly", status_code=503)
 
     def retarget(self, urls: list[str]) -> None:
         """Point the pool at new URLs (a restarted managed engine listens on a new port); unhealthy until probed."""

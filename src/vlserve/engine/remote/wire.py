@@ -86,7 +86,7 @@ def upstream_error(
         if kind:
             error.error_type = kind
         return error
-    return UpstreamError(f"the upstream engine failed (HTTP {status}): {message}", headers={"Retry-After": "5"})
+    return UpstreamError(f"the upstream engine failed (HTTP {status}): {message}")
 
 
 def _envelope(payload: bytes) -> tuple[str, str | None, str | None, str | None]:
@@ -194,5 +194,5 @@ def _finish_reason(reason: str) -> str:
     if reason in ("stop", "length"):
         return reason
     if reason == "abort":
-        raise UpstreamError("the upstream engine aborted the request", headers={"Retry-After": "5"})
+        raise UpstreamError("the upstream engine aborted the request")
     return "stop"

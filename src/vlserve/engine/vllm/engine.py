@@ -8,6 +8,7 @@ run through it; a child that dies makes it not ready until a restarted child has
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import shutil
@@ -69,12 +70,7 @@ class VllmEngine:
 
     @property
     def info(self) -> ModelInfo:
-        info = self._remote.info
-        return ModelInfo(
-            id=info.id, max_model_len=info.max_model_len, max_images_per_request=info.max_images_per_request,
-            architecture=self._architecture, created=info.created, min_pixels=info.min_pixels,
-            max_pixels=info.max_pixels,
-        )  # fmt: skip
+        return dataclasses.replace(self._remote.info, architecture=self._architecture)
 
     @property
     def ready(self) -> bool:

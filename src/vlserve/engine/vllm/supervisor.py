@@ -50,10 +50,6 @@ class ChildProcess:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self.alive and self._proc is not None else None
-
     def start(self) -> None:
         self._task.start(self._run)
 
