@@ -21,18 +21,30 @@ from PIL import Image
 from vlserve.media.images import LoadedImage
 from vlserve.structured import OutputFormat
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call made by the assistant: ``arguments`` is the JSON object as a string, as OpenAI sends it."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)
 class ChatTurn:
     """One message, content already split into parts: ``{"type": "text", "text": …}`` or ``{"type": "image"}``.
 
-    Image parts are placeholders; the media items travel separately, in order of appearance.
+    Image parts are placeholders; the media items travel separately, in order of appearance. An
+    assistant turn may carry the tool calls it made; a ``tool`` turn answers the call ``tool_call_id``.
     """
 
     role: str
     parts: tuple[dict[str, str], ...]
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
     @classmethod
     def user(cls, text: str, num_images: int = 0) -> ChatTurn:
@@ -65,8 +77,10 @@ class EngineRequest:
 
     turns: tuple[ChatTurn, ...]
     media: tuple[MediaItem, ...] = ()
-    tools: tuple[Mapping[str, Any], ...] = ()  # OpenAI function tools
+    tools: tuple[Mapping[str, Any], ...] = ()  # OpenAI function tools, validated
     tool_choice: str | Mapping[str, Any] | None = None  # "none", "auto", "required" or a named function
+    parallel_tool_calls: bool = True  # False: at most one tool call per answer
+    prompt: str | None = None  # a raw text prompt (/v1/completions): no chat template, no turns, no media
 
     @classmethod
     def chat(cls, turns: Sequence[ChatTurn], images: Sequence[Image.Image] = ()) -> EngineRequest:
@@ -75,6 +89,18 @@ class EngineRequest:
     @property
     def num_images(self) -> int:
         return sum(1 for item in self.media if item.kind == "image")
+
+    @property
+    def calls_tools(self) -> bool:
+        """The answer may (or must) be tool calls: tools are given and tool_choice is not "none"."""
+        return bool(self.tools) and self.tool_choice != "none"
+
+    @property
+    def forced_tool(self) -> str | None:
+        """The function named by tool_choice, if one is."""
+        if isinstance(self.tool_choice, Mapping):
+            return str(self.tool_choice["function"]["name"])
+        return None
 
 
 @dataclass(frozen=True)
@@ -121,6 +147,26 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """The log probability of one generated token, with the most likely alternatives at that position."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] | None = None  # the token's UTF-8 bytes (part of a character, for byte-level BPE)
+    top: tuple[TokenLogprob, ...] = ()  # the top_logprobs alternatives, most likely first
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call: the first piece of call ``index`` has its id and name."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""  # the next piece of the arguments' JSON text
+
+
+@dataclass(frozen=True)
 class Delta:
     """A piece of generated text; the last one of a request carries ``finish_reason`` and ``usage``."""
 
@@ -128,6 +174,8 @@ class Delta:
     finish_reason: FinishReason | None = None
     token_ids: tuple[int, ...] = ()  # the tokens generated since the previous delta, when the engine knows them
     usage: Usage | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()  # one per token in token_ids, when the request asked for logprobs
+    tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
 @dataclass

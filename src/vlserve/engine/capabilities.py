@@ -11,7 +11,6 @@ from vlserve.errors import ClientError
 
 FEATURES = (
     "tools",
-    "tool_choice",
     "logprobs",
     "top_logprobs",
     "presence_penalty",
@@ -26,8 +25,7 @@ FEATURES = (
 def requested_features(request: EngineRequest, params: SamplingParams) -> list[str]:
     """The optional features this request uses, by parameter name (defaults are not a use)."""
     used = {
-        "tools": bool(request.tools),
-        "tool_choice": request.tool_choice not in (None, "none", "auto"),
+        "tools": request.calls_tools,
         "logprobs": params.logprobs,
         "top_logprobs": params.top_logprobs > 0,
         "presence_penalty": params.presence_penalty != 0.0,

@@ -1,7 +1,9 @@
-"""Grammar-constrained decoding with xgrammar: JSON answers that parse, and follow a schema, by construction.
+"""Grammar-constrained decoding with xgrammar: JSON answers and tool calls that parse, by construction.
 
-:class:`GrammarCache` compiles an :class:`~vlserve.structured.OutputFormat` into a token-level grammar for
-the served tokenizer (compiled grammars are cached by xgrammar, keyed by schema). :class:`GrammarMask` is
+:class:`GrammarCache` compiles an :class:`~vlserve.structured.OutputFormat`, or a request's tools and
+tool choice (an xgrammar structural tag in Qwen's ``<tool_call>`` format, see
+:mod:`vlserve.engine.transformers.tool_calls`), into a token-level grammar for the served tokenizer
+(compiled grammars are cached by xgrammar). :class:`GrammarMask` is
 a logits processor for one batched ``generate`` call: each row with a format gets its own matcher, which
 masks every token that cannot continue a valid answer; rows without a format pass through untouched.
 The answer is compact JSON with ``", "`` and ``": "`` separators, the form the demo model was trained on.
@@ -17,6 +19,8 @@ import torch
 import xgrammar as xgr
 from transformers import LogitsProcessor
 
+from vlserve.engine.base import EngineRequest, SamplingParams
+from vlserve.engine.transformers.tool_calls import structural_tag
 from vlserve.errors import ClientError
 from vlserve.structured import OutputFormat
 
@@ -39,11 +43,28 @@ class GrammarCache:
                 output.schema_json, any_whitespace=False, separators=(", ", ": "), strict_mode=True
             )
         except (RuntimeError, ValueError) as exc:
-            reason = _NATIVE_PREFIX.sub("", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
-            raise ClientError(
-                f"the JSON Schema cannot be enforced while decoding: {reason or type(exc).__name__}",
-                param="response_format.json_schema.schema",
-            ) from None
+            raise _unenforceable("the JSON Schema", exc, "response_format.json_schema.schema") from None
+
+    def compile_tools(self, request: EngineRequest) -> xgr.CompiledGrammar:
+        """The grammar of an answer to a request with tools: text and/or tool calls, as tool_choice allows."""
+        try:
+            return self._compiler.compile_structural_tag(structural_tag(request))
+        except (RuntimeError, ValueError, xgr.InvalidStructuralTagError) as exc:
+            raise _unenforceable("the tools' parameter schemas", exc, "tools") from None
+
+    def for_request(self, request: EngineRequest, params: SamplingParams) -> xgr.CompiledGrammar | None:
+        """The grammar that constrains this request's answer, if any."""
+        if params.output is not None:
+            return self.compile(params.output)
+        if request.calls_tools:
+            return self.compile_tools(request)
+        return None
+
+
+def _unenforceable(what: str, exc: Exception, param: str) -> ClientError:
+    text = str(exc).strip()
+    reason = _NATIVE_PREFIX.sub("", text.splitlines()[0] if text else "")
+    return ClientError(f"{what} cannot be enforced while decoding: {reason or type(exc).__name__}", param=param)
 
 
 class GrammarMask(LogitsProcessor):

@@ -128,7 +128,7 @@ class HFBatchRunner:
             eos_token_id=self._eos,
             pad_token_id=self._pad,
         )
-        grammars = [None if r.params.output is None else self.grammars.compile(r.params.output) for r in batch]
+        grammars = [self.grammars.for_request(r.prompt.request, r.params) for r in batch]
         processors = LogitsProcessorList([RowSampler([r.params for r in batch])])
         if any(g is not None for g in grammars):  # the grammar masks first, so sampling sees only valid tokens
             processors.insert(0, GrammarMask(grammars, self.grammars.vocab_size))

@@ -1,0 +1,182 @@
+"""Tool calls in Qwen's (Hermes) format: the grammar that enforces them, and the parser that reads them.
+
+Qwen3-VL writes each call as ``<tool_call>\\n{"name": "NAME", "arguments": {…}}\\n</tool_call>``, the
+format its chat template teaches (vLLM's ``hermes`` tool parser reads the same). :func:`structural_tag`
+turns a request's tools and tool choice into an xgrammar structural tag, so that while decoding:
+
+- ``auto``: the model writes text freely; once it opens ``<tool_call>``, the call must name one of the
+  tools and its arguments must follow that tool's parameter schema;
+- ``required``: the answer is one or more calls (exactly one when ``parallel_tool_calls`` is false);
+- a named function: the answer is exactly one call of that function.
+
+:class:`ToolCallParser` splits the streamed answer into content and :class:`ToolCallDelta` s as OpenAI
+streams them: the call's id and name first, then its arguments piece by piece.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from xgrammar.structural_tag import (
+    JSONSchemaFormat,
+    StructuralTag,
+    TagFormat,
+    TagsWithSeparatorFormat,
+    TriggeredTagsFormat,
+)
+
+from vlserve.engine.base import EngineRequest, FinishReason, ToolCallDelta
+
+TRIGGER = "<tool_call>"
+_BEGIN = '<tool_call>\n{"name": "'
+_ARGUMENTS = '", "arguments": '
+_END = "}\n</tool_call>"
+_CLOSE = "</tool_call>"
+_NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
+_HEADER = re.compile(r'<tool_call>\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*')
+_FOOTER = re.compile(r"\}\s*</tool_call>")
+_MAX_HEADER = 512  # an opened block that names no function within this many characters is plain text
+
+
+def _tag(function: Mapping[str, Any]) -> TagFormat:
+    return TagFormat(
+        begin=_BEGIN + str(function["name"]) + _ARGUMENTS,
+        content=JSONSchemaFormat(json_schema=dict(function.get("parameters") or _NO_PARAMETERS), max_whitespace_cnt=1),
+        end=_END,
+    )
+
+
+def structural_tag(request: EngineRequest) -> StructuralTag:
+    """The xgrammar structural tag for an answer to ``request`` (which calls tools)."""
+    functions = [tool["function"] for tool in request.tools]
+    forced = request.forced_tool
+    if forced is not None:
+        return StructuralTag(format=_tag(next(f for f in functions if f["name"] == forced)))
+    tags = [_tag(f) for f in functions]
+    single = not request.parallel_tool_calls
+    if request.tool_choice == "required":
+        return StructuralTag(
+            format=TagsWithSeparatorFormat(tags=tags, separator="\n", at_least_one=True, stop_after_first=single)
+        )
+    return StructuralTag(format=TriggeredTagsFormat(triggers=[TRIGGER], tags=tags, stop_after_first=single))
+
+
+def new_call_id() -> str:
+    return f"call_{secrets.token_hex(12)}"
+
+
+def _unescape(name: str) -> str:
+    return name.replace('\\"', '"').replace("\\\\", "\\")
+
+
+class ToolCallParser:
+    """Splits streamed answer text into content and tool-call deltas.
+
+    Text that may be the start of ``<tool_call>`` is held back until it is known; whitespace between
+    and around calls is not content. Arguments are released as they come, except a tail that may be
+    the block's closing ``}\\n</tool_call>``.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._spaces = ""  # whitespace held until content follows it
+        self._index = -1  # the call being read, or the last one read
+        self._in_call = False
+        self._named = False  # the open call's name has been read
+        self.calls = 0  # calls completed
+
+    def push(self, text: str) -> tuple[str, tuple[ToolCallDelta, ...]]:
+        """Content and tool-call deltas releasable after ``text``."""
+        self._buffer += text
+        content: list[str] = []
+        calls: list[ToolCallDelta] = []
+        while self._step(content, calls):
+            pass
+        return "".join(content), tuple(calls)
+
+    def finish(self, reason: FinishReason) -> tuple[str, tuple[ToolCallDelta, ...], FinishReason]:
+        """What is left once generation has ended, and the finish reason (``tool_calls`` after calls)."""
+        content: list[str] = []
+        calls: list[ToolCallDelta] = []
+        rest, self._buffer = self._buffer, ""
+        if self._in_call and self._named:  # cut off inside the arguments
+            calls.append(ToolCallDelta(self._index, arguments=rest))
+        else:
+            self._content(rest, content)
+        if not self.calls and self._index < 0 and self._spaces:
+            content.append(self._spaces)
+        if self.calls and reason == "stop":
+            reason = "tool_calls"
+        return "".join(content), tuple(calls), reason
+
+    def _content(self, text: str, out: list[str]) -> None:
+        if not text:
+            return
+        if text.strip():
+            stripped = text.rstrip()
+            out.append(self._spaces + stripped)
+            self._spaces = text[len(stripped) :]
+        else:
+            self._spaces += text
+
+    def _step(self, content: list[str], calls: list[ToolCallDelta]) -> bool:
+        """Consume what can be decided from the buffer; True when another step may consume more."""
+        if not self._in_call:
+            start = self._buffer.find(TRIGGER)
+            if start < 0:
+                keep = _partial_suffix(self._buffer, TRIGGER)
+                self._content(self._buffer[: len(self._buffer) - keep], content)
+                self._buffer = self._buffer[len(self._buffer) - keep :]
+                return False
+            self._content(self._buffer[:start], content)
+            self._buffer = self._buffer[start:]
+            self._in_call, self._named = True, False
+            return True
+        if not self._named:
+            header = _HEADER.match(self._buffer)
+            if header is None:
+                if len(self._buffer) > _MAX_HEADER or _CLOSE in self._buffer:  # not a call after all
+                    self._content(self._buffer[: len(TRIGGER)], content)
+                    self._buffer = self._buffer[len(TRIGGER) :]
+                    self._in_call = False
+                    return True
+                return False
+            self._index += 1
+            self._named = True
+            calls.append(ToolCallDelta(self._index, new_call_id(), _unescape(header.group(1)), ""))
+            self._buffer = self._buffer[header.end() :]
+            self._spaces = ""
+            return True
+        footer = _FOOTER.search(self._buffer)
+        if footer is None:
+            keep = _footer_tail(self._buffer)
+            if len(self._buffer) > keep:
+                calls.append(ToolCallDelta(self._index, arguments=self._buffer[: len(self._buffer) - keep]))
+                self._buffer = self._buffer[len(self._buffer) - keep :]
+            return False
+        if footer.start():
+            calls.append(ToolCallDelta(self._index, arguments=self._buffer[: footer.start()]))
+        self._buffer = self._buffer[footer.end() :]
+        self._in_call = False
+        self.calls += 1
+        return True
+
+
+def _partial_suffix(text: str, marker: str) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of ``marker``."""
+    for n in range(min(len(marker) - 1, len(text)), 0, -1):
+        if text.endswith(marker[:n]):
+            return n
+    return 0
+
+
+def _footer_tail(text: str) -> int:
+    """Length of the tail of ``text`` that may be the start of the closing ``}`` + whitespace + ``</tool_call>``."""
+    brace = text.rfind("}")
+    if brace < 0:
+        return 0
+    rest = text[brace + 1 :].lstrip()
+    return len(text) - brace if _CLOSE.startswith(rest) else 0
