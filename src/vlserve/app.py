@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from vlserve import __version__
-from vlserve.api import chat, documents, health, models, vision
+from vlserve.api import chat, completions, documents, health, models, unserved, vision
 from vlserve.api.errors import install_error_handlers
 from vlserve.engine import Engine
 from vlserve.observability.request_id import RequestIdMiddleware
@@ -33,6 +33,6 @@ def build_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app = FastAPI(title="vlserve", version=__version__, lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    for module in (chat, vision, documents, models, health):
+    for module in (chat, completions, vision, documents, models, health, unserved):
         app.include_router(module.router)
     return app

@@ -60,6 +60,8 @@ class FakeEngine:
 
     async def prepare(self, request: EngineRequest) -> FakePrompt:
         words = [w for t in request.turns for p in t.parts if p["type"] == "text" for w in p["text"].split()]
+        if request.prompt is not None:  # a text completion: the raw prompt's words
+            words = request.prompt.split()
         sizes = [f"{item.image.width}x{item.image.height}" for item in request.media]
         return FakePrompt(request, 10 * len(sizes), words, sizes)
 

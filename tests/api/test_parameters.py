@@ -1,6 +1,6 @@
 """Every parameter is honoured or refused: what an engine does not implement is a 400 that names it.
 
-The fake engine implements none of the optional features, as the transformers engine today.
+The fake engine implements none of the optional features, so each is refused by name.
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ def ask(client, **extra):
         ({"repetition_penalty": 1.1}, "repetition_penalty"),
         ({"logit_bias": {"42": -100}}, "logit_bias"),
         ({"logprobs": True}, "logprobs"),
-        ({"top_logprobs": 3}, "top_logprobs"),
         ({"ignore_eos": True}, "ignore_eos"),
         ({"min_tokens": 4}, "min_tokens"),
         ({"tools": TOOLS}, "tools"),
-        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tools": TOOLS, "tool_choice": "required"}, "tools"),
     ],
 )
 def test_a_feature_the_engine_lacks_is_refused_by_name(client, extra, param):
@@ -48,6 +47,7 @@ def test_default_values_are_not_a_use(client):
         ({"presence_penalty": 2.5}, "presence_penalty"),
         ({"frequency_penalty": -3}, "frequency_penalty"),
         ({"top_logprobs": 21}, "top_logprobs"),
+        ({"top_logprobs": 3}, "top_logprobs"),  # without logprobs: true, as OpenAI refuses it
         ({"logit_bias": {"token": 1}}, "logit_bias"),
         ({"logit_bias": {"5": 101}}, "logit_bias"),
     ],

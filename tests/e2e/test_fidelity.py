@@ -3,6 +3,12 @@
 24 different prompts and images (none, one or two images of varied sizes) hit the server at once, so
 the scheduler batches them (max_batch_size 4); each answer's token ids must equal, token for token,
 a plain `generate` call on the same checkpoint in this process.
+
+Mixed into the same load are greedy requests with per-request logits settings (penalties,
+logit_bias, min_tokens, ignore_eos), which the engine applies row by row inside the shared batch.
+Their reference is `generate` on that request alone with transformers' own processors for the same
+settings (SequenceBias, RepetitionPenalty, MinNewTokensLength, SuppressTokens) plus OpenAI's
+presence/frequency formula, which transformers lacks, written out below.
 """
 
 from __future__ import annotations
@@ -12,7 +18,20 @@ import asyncio
 import httpx
 import pytest
 import torch
-from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer, GenerationConfig
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageTextToText,
+    AutoTokenizer,
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+)
+from transformers.generation.logits_process import (
+    MinNewTokensLengthLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
+    SequenceBiasLogitsProcessor,
+    SuppressTokensLogitsProcessor,
+)
 
 from tests.e2e.server import FAST_IMAGES
 from tests.support.images import chart, data_url, encode
@@ -24,6 +43,18 @@ pytestmark = pytest.mark.e2e
 
 N_PROMPTS = 24
 MAX_TOKENS = 24
+EOS = "<|im_end|>"
+
+
+def logits_settings(i: int, eos: int) -> dict:
+    """The logits settings of case ``i``: every sixth case has some (its batch has plain neighbours)."""
+    return {
+        1: {"repetition_penalty": 1.3},
+        7: {"presence_penalty": 1.0, "frequency_penalty": 0.5},
+        13: {"logit_bias": {"22": 2.0, "64": -100.0}, "frequency_penalty": -0.4},
+        19: {"min_tokens": 8, "logit_bias": {str(eos): 100.0}},
+        22: {"ignore_eos": True, "logit_bias": {str(eos): 100.0}, "repetition_penalty": 0.9},
+    }.get(i, {})
 
 
 def case(i: int) -> tuple[str, list]:
@@ -32,24 +63,57 @@ def case(i: int) -> tuple[str, list]:
     return f"{question} (case {i})", images
 
 
-def request_body(text: str, images: list) -> dict:
+def request_body(text: str, images: list, extra: dict) -> dict:
     parts = [{"type": "image_url", "image_url": {"url": data_url(encode(im))}} for im in images]
     return {
         "messages": [{"role": "user", "content": [*parts, {"type": "text", "text": text}]}],
         "max_tokens": MAX_TOKENS,
         "temperature": 0,
         "return_token_ids": True,
+        **extra,
     }
 
 
-async def ask_all(url: str) -> list[dict]:
+async def ask_all(url: str, eos: int) -> list[dict]:
     async with httpx.AsyncClient(base_url=url, timeout=300) as client:
         responses = await asyncio.gather(
-            *(client.post("/v1/chat/completions", json=request_body(*case(i))) for i in range(N_PROMPTS))
+            *(
+                client.post("/v1/chat/completions", json=request_body(*case(i), logits_settings(i, eos)))
+                for i in range(N_PROMPTS)
+            )
         )
     for r in responses:
         assert r.status_code == 200, r.text
     return [r.json() for r in responses]
+
+
+class OpenAIPenalties(LogitsProcessor):
+    """``logit -= frequency * count + presence * (count > 0)`` over the tokens generated after the prompt."""
+
+    def __init__(self, prompt_length: int, presence: float, frequency: float) -> None:
+        self.prompt_length, self.presence, self.frequency = prompt_length, presence, frequency
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_length :]
+        counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+        return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
+
+
+def processors(extra: dict, prompt_length: int, eos: list[int]) -> LogitsProcessorList:
+    """transformers' processors for one request's settings, in vLLM's order."""
+    found = LogitsProcessorList()
+    if "logit_bias" in extra:
+        found.append(SequenceBiasLogitsProcessor([[[int(t)], b] for t, b in extra["logit_bias"].items()]))
+    if "min_tokens" in extra:
+        found.append(MinNewTokensLengthLogitsProcessor(prompt_length, extra["min_tokens"], eos))
+    if extra.get("ignore_eos"):
+        found.append(SuppressTokensLogitsProcessor(eos))
+    if "repetition_penalty" in extra:
+        found.append(RepetitionPenaltyLogitsProcessor(extra["repetition_penalty"]))
+    if "presence_penalty" in extra or "frequency_penalty" in extra:
+        presence, frequency = extra.get("presence_penalty", 0.0), extra.get("frequency_penalty", 0.0)
+        found.append(OpenAIPenalties(prompt_length, presence, frequency))
+    return found
 
 
 def reference(demo_model, settings: Settings) -> list[list[int]]:
@@ -61,6 +125,7 @@ def reference(demo_model, settings: Settings) -> list[list[int]]:
         tokenizer, processor, tokenizer.chat_template, min_pixels=settings.min_pixels, max_pixels=settings.max_pixels
     )
     eos = model.generation_config.eos_token_id
+    end = tokenizer.convert_tokens_to_ids(EOS)
     outputs = []
     for i in range(N_PROMPTS):
         text, images = case(i)
@@ -75,19 +140,22 @@ def reference(demo_model, settings: Settings) -> list[list[int]]:
         config = GenerationConfig(
             do_sample=False, max_new_tokens=MAX_TOKENS, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id
         )
+        extra = processors(logits_settings(i, end), len(prompt.input_ids), eos)
         with torch.inference_mode():
-            out = model.generate(**inputs, generation_config=config)
+            out = model.generate(**inputs, generation_config=config, logits_processor=extra)
         outputs.append(out[0, len(prompt.input_ids) :].tolist())
     return outputs
 
 
 def test_batched_greedy_equals_single_request_generate(start_server, demo_model):
     server = start_server(max_batch_size=4, batch_wait_ms=50)
-    answers = asyncio.run(ask_all(server.url))
-    settings = Settings(**FAST_IMAGES)
-    expected = reference(demo_model, settings)
+    end = AutoTokenizer.from_pretrained(demo_model).convert_tokens_to_ids(EOS)
+    answers = asyncio.run(ask_all(server.url, end))
+    expected = reference(demo_model, Settings(**FAST_IMAGES))
     assert "running batch of 4" in server.log(), "the load must actually have been batched"
     for i, (answer, tokens) in enumerate(zip(answers, expected, strict=True)):
         got = answer["choices"][0]["token_ids"]
-        assert got == tokens, f"case {i}: batched {got} != single {tokens}"
+        assert got == tokens, f"case {i} {logits_settings(i, end)}: batched {got} != single {tokens}"
         assert answer["usage"]["completion_tokens"] == len(tokens)
+    assert len(expected[19]) == 9 and expected[19][-1] == end  # min_tokens held back an answer ending at once
+    assert len(expected[22]) == MAX_TOKENS and end not in expected[22]  # ignore_eos ran it to the limit

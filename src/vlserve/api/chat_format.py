@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from vlserve.api.protocol import usage
-from vlserve.engine.base import Delta, Usage
+from vlserve.engine.base import Delta, TokenLogprob, ToolCall, ToolCallDelta, Usage
 from vlserve.errors import ServerError, VLServeError, error_body
 from vlserve.service import Completion
 
@@ -22,12 +22,40 @@ def usage_body(counts: Usage) -> dict[str, int]:
     return usage(counts.prompt_tokens, counts.completion_tokens)
 
 
-def chat_response(completion: Completion, *, model: str, request_id: str, token_ids: bool = False) -> dict:
+def _token_logprob(entry: TokenLogprob) -> dict[str, Any]:
+    return {"token": entry.token, "logprob": entry.logprob, "bytes": None if entry.bytes is None else list(entry.bytes)}
+
+
+def logprobs_body(entries: tuple[TokenLogprob, ...]) -> dict[str, Any]:
+    """OpenAI's chat ``logprobs``: per token, its logprob and bytes and the ``top_logprobs`` alternatives."""
+    content = [{**_token_logprob(e), "top_logprobs": [_token_logprob(t) for t in e.top]} for e in entries]
+    return {"content": content, "refusal": None}
+
+
+def _call(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def _call_piece(piece: ToolCallDelta) -> dict[str, Any]:
+    """A streamed tool-call piece: the first of a call carries its id, type and name."""
+    if piece.id is None:
+        return {"index": piece.index, "function": {"arguments": piece.arguments}}
+    function = {"name": piece.name, "arguments": piece.arguments}
+    return {"index": piece.index, "id": piece.id, "type": "function", "function": function}
+
+
+def chat_response(
+    completion: Completion, *, model: str, request_id: str, token_ids: bool = False, logprobs: bool = False
+) -> dict:
+    message: dict[str, Any] = {"role": "assistant", "content": completion.text}
+    if completion.tool_calls:
+        message["content"] = completion.text or None
+        message["tool_calls"] = [_call(call) for call in completion.tool_calls]
     choice: dict[str, Any] = {
         "index": 0,
-        "message": {"role": "assistant", "content": completion.text},
+        "message": message,
         "finish_reason": completion.finish_reason,
-        "logprobs": None,
+        "logprobs": logprobs_body(completion.logprobs) if logprobs else None,
     }
     if token_ids:
         choice["token_ids"] = list(completion.token_ids)
@@ -42,27 +70,47 @@ def chat_response(completion: Completion, *, model: str, request_id: str, token_
 
 
 async def chat_chunks(
-    deltas: AsyncIterator[Delta], *, model: str, request_id: str, include_usage: bool, token_ids: bool = False
+    deltas: AsyncIterator[Delta],
+    *,
+    model: str,
+    request_id: str,
+    include_usage: bool,
+    token_ids: bool = False,
+    logprobs: bool = False,
 ) -> AsyncIterator[str]:
-    """SSE chunks as OpenAI streams them: a role chunk, content chunks, a finish chunk, then (only when
-    ``include_usage``) one chunk with empty ``choices`` and the usage, then ``[DONE]``. An error after the
-    first byte is one event in the error envelope. Closing this closes ``deltas`` (cancelling generation)."""
+    """SSE chunks as OpenAI streams them: a role chunk, content and tool-call chunks, a finish chunk, then
+    (only when ``include_usage``) one chunk with empty ``choices`` and the usage, then ``[DONE]``. An error
+    after the first byte is one event in the error envelope. Closing this closes ``deltas`` (cancelling
+    generation)."""
     base = {"id": f"chatcmpl-{request_id}", "object": "chat.completion.chunk", "created": int(time.time()),
             "model": model}  # fmt: skip
 
     def chunk(delta: Delta | None, content: dict, finish: str | None = None) -> str:
         choice: dict[str, Any] = {"index": 0, "delta": content, "finish_reason": finish, "logprobs": None}
-        if token_ids and delta is not None:
-            choice["token_ids"] = list(delta.token_ids)
+        if delta is not None:
+            if token_ids:
+                choice["token_ids"] = list(delta.token_ids)
+            if logprobs and delta.logprobs:
+                choice["logprobs"] = logprobs_body(delta.logprobs)
         return sse({**base, "choices": [choice]})
+
+    def content(delta: Delta) -> dict[str, Any]:
+        body: dict[str, Any] = {"content": delta.text} if delta.text or not delta.tool_calls else {}
+        if delta.tool_calls:
+            body["tool_calls"] = [_call_piece(piece) for piece in delta.tool_calls]
+        return body
+
+    def empty(delta: Delta) -> bool:  # text held back, no tokens to report: nothing to send yet
+        return not (delta.text or delta.tool_calls or (token_ids and delta.token_ids) or (logprobs and delta.logprobs))
 
     yield chunk(None, {"role": "assistant", "content": ""})
     try:
         async for delta in deltas:
             if delta.finish_reason is None:
-                yield chunk(delta, {"content": delta.text})
+                if not empty(delta):
+                    yield chunk(delta, content(delta))
                 continue
-            yield chunk(delta, {"content": delta.text} if delta.text else {}, delta.finish_reason)
+            yield chunk(delta, content(delta) if delta.text or delta.tool_calls else {}, delta.finish_reason)
             if include_usage and delta.usage is not None:
                 yield sse({**base, "choices": [], "usage": usage_body(delta.usage)})
     except VLServeError as exc:

@@ -1,11 +1,17 @@
-"""An OpenAI chat request's options → the engine's SamplingParams, legacy vLLM fields translated or refused."""
+"""An OpenAI request's options → the engine's SamplingParams, legacy vLLM fields translated or refused.
+
+Chat and text completions share every decoding setting (:func:`shared_params`); they differ only in
+how the token limit, the answer format and log probabilities are asked for.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
-from vlserve.api.protocol import ChatCompletionRequest
+from vlserve.api.completion_protocol import CompletionRequest
+from vlserve.api.protocol import ChatCompletionRequest, SamplingOptions
 from vlserve.engine.base import SamplingParams
 from vlserve.errors import ClientError
 from vlserve.structured import OutputFormat, parse_response_format
@@ -49,24 +55,42 @@ def output_format(request: ChatCompletionRequest) -> OutputFormat | None:
     return _guided_json(request.guided_json)
 
 
-def sampling_params(request: ChatCompletionRequest) -> SamplingParams:
+def shared_params(request: SamplingOptions) -> SamplingParams:
+    """The settings chat and text completions ask for in the same way."""
     if request.n != 1:
         raise ClientError("n > 1 is not supported; send separate requests", param="n")
     return SamplingParams(
-        max_tokens=request.max_completion_tokens or request.max_tokens,
+        max_tokens=request.max_tokens,
         temperature=request.temperature,
         top_p=request.top_p,
         top_k=None if request.top_k is None else max(request.top_k, 0),
         seed=request.seed,
         stop=request.stop_sequences(),
-        output=output_format(request),
         min_tokens=request.min_tokens,
         ignore_eos=request.ignore_eos,
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
         repetition_penalty=1.0 if request.repetition_penalty is None else request.repetition_penalty,
         logit_bias={int(token): bias for token, bias in (request.logit_bias or {}).items()},
+        return_token_ids=request.return_token_ids,
+    )
+
+
+def sampling_params(request: ChatCompletionRequest) -> SamplingParams:
+    if request.top_logprobs and not request.logprobs:
+        raise ClientError("top_logprobs needs logprobs: true", param="top_logprobs")
+    return dataclasses.replace(
+        shared_params(request),
+        max_tokens=request.max_completion_tokens or request.max_tokens,
+        output=output_format(request),
         logprobs=bool(request.logprobs),
         top_logprobs=request.top_logprobs or 0,
-        return_token_ids=request.return_token_ids,
+    )
+
+
+def completion_params(request: CompletionRequest) -> SamplingParams:
+    """A text completion's settings: ``logprobs`` is the number of alternatives per token (0 to 5)."""
+    request.refuse_unsupported()
+    return dataclasses.replace(
+        shared_params(request), logprobs=request.logprobs is not None, top_logprobs=request.logprobs or 0
     )

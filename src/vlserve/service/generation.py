@@ -13,7 +13,18 @@ import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from vlserve.engine.base import Delta, Engine, EngineRequest, MediaItem, Prepared, SamplingParams, Usage
+from vlserve.engine.base import (
+    Delta,
+    Engine,
+    EngineRequest,
+    MediaItem,
+    Prepared,
+    SamplingParams,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 from vlserve.errors import ModelOutputError, NotFoundError, ServerError
 from vlserve.media import MediaLoader, MediaRef
 from vlserve.structured import OutputFormat, validate_output
@@ -25,6 +36,18 @@ class Completion:
     finish_reason: str
     usage: Usage
     token_ids: tuple[int, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+def assemble_tool_calls(pieces: Sequence[ToolCallDelta]) -> tuple[ToolCall, ...]:
+    """Whole tool calls from their streamed pieces (id and name first, then arguments), in index order."""
+    calls: dict[int, list[str]] = {}
+    for piece in pieces:
+        call = calls.setdefault(piece.index, [piece.id or "", piece.name or "", ""])
+        call[0], call[1] = call[0] or piece.id or "", call[1] or piece.name or ""
+        call[2] += piece.arguments
+    return tuple(ToolCall(*calls[index]) for index in sorted(calls))
 
 
 def answer_error(text: str, finish_reason: str, output: OutputFormat | None) -> ModelOutputError | None:
@@ -88,7 +111,7 @@ class GenerationService:
                     error = answer_error("".join(text), delta.finish_reason, output)
                     if error is not None:  # the text so far, then the error instead of a finish
                         if delta.text:
-                            yield Delta(delta.text, token_ids=delta.token_ids)
+                            yield dataclasses.replace(delta, finish_reason=None, usage=None)
                         raise error
                     yield delta
                     return
@@ -103,12 +126,19 @@ class GenerationService:
     async def complete(self, prepared: Prepared, params: SamplingParams) -> Completion:
         pieces: list[str] = []
         token_ids: list[int] = []
+        logprobs: list[TokenLogprob] = []
+        calls: list[ToolCallDelta] = []
         whole = dataclasses.replace(params, incremental=False)  # nobody reads the answer before it ends
         async with contextlib.aclosing(await self.stream(prepared, whole)) as deltas:
             async for delta in deltas:
                 pieces.append(delta.text)
                 token_ids.extend(delta.token_ids)
+                logprobs.extend(delta.logprobs)
+                calls.extend(delta.tool_calls)
                 if delta.finish_reason is not None:
                     usage = delta.usage or Usage(0, len(token_ids))
-                    return Completion("".join(pieces), delta.finish_reason, usage, tuple(token_ids))
+                    return Completion(
+                        "".join(pieces), delta.finish_reason, usage, tuple(token_ids), tuple(logprobs),
+                        assemble_tool_calls(calls),
+                    )  # fmt: skip
         raise ServerError("generation ended without a result")

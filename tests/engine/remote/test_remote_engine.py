@@ -1,7 +1,8 @@
 """The remote engine behind the real app, against scriptable upstreams on loopback ports.
 
 Round-robin over healthy upstreams, retry only before the first token, errors in vlserve's envelope
-with no upstream address or key in them, deadlines, inline images, headers passed upstream.
+with no upstream address or key in them, deadlines, inline images, headers passed upstream; tool calls,
+logprobs and text completions passed through.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from PIL import Image
 
 from tests.e2e.server import free_port
 from tests.support.images import chart, data_url, encode
-from tests.support.openai_stub import Stub, serve_stubs
+from tests.support.openai_stub import CALL, Stub, serve_stubs
 from vlserve.app import build_app
 from vlserve.engine.remote import RemoteConfig, RemoteEngine
 from vlserve.media.resize import ImageBudget
@@ -237,14 +238,70 @@ def test_structured_output_goes_upstream_and_the_answer_is_still_validated(gatew
         assert ask(client, guided_regex="[a-z]+").status_code == 400
 
 
-def test_features_the_engine_cannot_pass_back_are_refused_before_sending(gateway):
+TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+HISTORY = [
+    {"role": "user", "content": "weather in Oslo?"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_0", "type": "function", "function": {"name": "lookup", "arguments": '{"city": "Oslo"}'}},
+    ]},
+    {"role": "tool", "tool_call_id": "call_0", "content": "rain"},
+    {"role": "user", "content": "and in Paris?"},
+]  # fmt: skip
+
+
+def test_tool_calls_go_upstream_and_come_back_whole_and_streamed(gateway):
+    with stubs("caller") as (caller,):
+        caller.behaviour = "tools"
+        client = gateway(caller)
+        body = {"messages": HISTORY, "tools": TOOLS, "tool_choice": "auto", "parallel_tool_calls": False}
+        reply = client.post("/v1/chat/completions", json=body)
+        assert reply.status_code == 200, reply.text
+        choice = reply.json()["choices"][0]
+        assert choice["finish_reason"] == "tool_calls" and choice["message"]["tool_calls"] == [CALL]
+        sent = caller.requests[-1]
+        assert sent["tools"] == TOOLS and sent["tool_choice"] == "auto" and sent["parallel_tool_calls"] is False
+        assert sent["messages"][1:3] == HISTORY[1:3]  # the earlier call and its answer, as the client sent them
+
+        with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as r:
+            events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+        pieces = [p for e in events for p in e["choices"][0]["delta"].get("tool_calls", [])]
+        assert pieces[0]["id"] == "call_stub" and pieces[0]["function"]["name"] == "lookup"
+        assert "".join(p["function"]["arguments"] for p in pieces) == '{"city": "Paris"}'
+        assert events[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_chat_logprobs_go_upstream_and_come_back(gateway):
+    with stubs("sure") as (sure,):
+        client = gateway(sure)
+        reply = ask(client, logprobs=True, top_logprobs=2)
+        assert reply.status_code == 200, reply.text
+        assert (sure.requests[-1]["logprobs"], sure.requests[-1]["top_logprobs"]) == (True, 2)
+        content = reply.json()["choices"][0]["logprobs"]["content"]
+        assert [e["token"] for e in content] == ["a", " stub", " answer", " from", " sure"]
+        assert content[1]["logprob"] == -0.2 and [t["token"] for t in content[1]["top_logprobs"]] == [" stub", "?"]
+
+
+def test_a_text_completion_goes_to_the_upstreams_completions_endpoint(gateway):
     with stubs("plain") as (plain,):
         client = gateway(plain)
-        tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
-        refused = ask(client, tools=tools, tool_choice="required")
-        assert refused.status_code == 400 and refused.json()["error"]["param"] == "tools"
-        assert ask(client, logprobs=True).json()["error"]["param"] == "logprobs"
-        assert plain.requests == []
+        reply = client.post("/v1/completions", json={"prompt": "Once upon", "max_tokens": 3, "logprobs": 1})
+        assert reply.status_code == 200, reply.text
+        assert plain.paths[-1] == "/v1/completions"
+        sent = plain.requests[-1]
+        assert sent["prompt"] == "Once upon" and sent["logprobs"] == 1 and "messages" not in sent
+        choice = reply.json()["choices"][0]
+        assert (choice["text"], choice["finish_reason"]) == ("a stub answer", "length")
+        legacy = choice["logprobs"]
+        assert legacy["tokens"] == ["a", " stub", " answer"] and legacy["text_offset"] == [0, 1, 6]
+        assert legacy["top_logprobs"][0] == {"a": -0.1, "?": pytest.approx(-1.1)}
+
+        body = {"prompt": "Once upon", "stream": True, "echo": True, "stream_options": {"include_usage": True}}
+        with client.stream("POST", "/v1/completions", json=body) as r:
+            events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+        assert plain.requests[-1]["stream"] is True and "echo" not in plain.requests[-1]  # echoed by vlserve
+        text = "".join(e["choices"][0]["text"] for e in events if e["choices"])
+        assert text == "Once upona stub answer from plain"
+        assert events[-1]["usage"] == {"prompt_tokens": 42, "completion_tokens": 5, "total_tokens": 47}
 
 
 def test_no_reachable_upstream_means_not_ready_and_503(gateway):

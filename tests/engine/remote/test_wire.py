@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from vlserve.engine.base import ChatTurn, SamplingParams
+from vlserve.engine.base import ChatTurn, EngineRequest, SamplingParams, TokenLogprob, ToolCall, ToolCallDelta
 from vlserve.engine.remote.upstreams import base_url
 from vlserve.engine.remote.wire import (
     ChunkReader,
+    chat_inputs,
     completion_deltas,
     messages,
     request_body,
@@ -51,11 +52,11 @@ def test_messages_keep_text_turns_as_strings_and_fill_images_in_order():
 
 
 def test_only_what_the_client_set_is_sent_so_the_upstream_defaults_apply():
-    body = request_body("m", [], SamplingParams(), stream=True)
+    body = request_body("m", {"messages": []}, SamplingParams(), stream=True)
     assert body == {"model": "m", "messages": [], "stream": True, "stream_options": {"include_usage": True}}
     full = request_body(
         "m",
-        [],
+        {"messages": []},
         SamplingParams(
             max_tokens=9, temperature=0.0, top_p=0.5, top_k=0, seed=3, stop=("x",), min_tokens=2, ignore_eos=True,
             presence_penalty=1.5, frequency_penalty=-1.0, repetition_penalty=1.1, logit_bias={5: -100.0},
@@ -134,7 +135,7 @@ def test_a_whole_completion_becomes_the_text_then_the_finish_with_usage():
     text, final = completion_deltas(json.dumps(payload).encode(), image_tokens=16)
     assert (text.text, text.token_ids, final.finish_reason) == ("hi there", (4, 5), "length")
     assert (final.usage.prompt_tokens, final.usage.completion_tokens, final.usage.image_tokens) == (30, 2, 16)
-    with pytest.raises(UpstreamError, match="not a chat completion"):
+    with pytest.raises(UpstreamError, match=r"not a \(chat\) completion"):
         completion_deltas(b'{"object": "list"}', 0)
 
 
@@ -146,3 +147,116 @@ def test_an_error_event_or_an_abort_in_the_stream_is_an_error():
         list(ChunkReader(0, scrub).feed(sse({"choices": [{"delta": {}, "finish_reason": "abort"}]})))
     with pytest.raises(UpstreamError, match="not JSON"):
         list(ChunkReader(0, scrub).feed("data: {oops"))
+
+
+TOOLS = ({"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}},)
+CALL = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"city": "Paris"}'}}
+
+
+def test_tool_calls_and_tool_answers_in_the_history_go_upstream_as_openai_messages():
+    turns = [
+        ChatTurn.user("weather?"),
+        ChatTurn("assistant", (), (ToolCall("call_1", "lookup", '{"city": "Paris"}'),)),
+        ChatTurn("tool", ({"type": "text", "text": "sunny"},), tool_call_id="call_1"),
+        ChatTurn("assistant", ({"type": "text", "text": "Checking."},), (ToolCall("call_2", "lookup", "{}"),)),
+    ]
+    assert messages(turns, []) == [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [CALL]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "assistant", "content": "Checking.", "tool_calls": [
+            {"id": "call_2", "type": "function", "function": {"name": "lookup", "arguments": "{}"}},
+        ]},
+    ]  # fmt: skip
+
+
+def test_tools_are_sent_with_their_choice_and_parallel_calls_only_when_turned_off():
+    turns = (ChatTurn.user("hi"),)
+    assert chat_inputs(EngineRequest(turns), []) == {"messages": [{"role": "user", "content": "hi"}]}
+    assert "tool_choice" not in chat_inputs(EngineRequest(turns, tool_choice="none"), [])  # no tools: nothing to say
+    named = {"type": "function", "function": {"name": "lookup"}}
+    inputs = chat_inputs(EngineRequest(turns, tools=TOOLS, tool_choice=named, parallel_tool_calls=False), [])
+    assert inputs["tools"] == list(TOOLS) and inputs["tool_choice"] == named and inputs["parallel_tool_calls"] is False
+    auto = chat_inputs(EngineRequest(turns, tools=TOOLS, tool_choice="auto"), [])
+    assert auto["tool_choice"] == "auto" and "parallel_tool_calls" not in auto
+
+
+def test_logprobs_are_asked_for_in_each_endpoints_own_way():
+    params = SamplingParams(logprobs=True, top_logprobs=3)
+    chat = request_body("m", {"messages": []}, params, stream=False)
+    assert (chat["logprobs"], chat["top_logprobs"]) == (True, 3)
+    text = request_body("m", {"prompt": "Once"}, params, stream=False)
+    assert text["prompt"] == "Once" and text["logprobs"] == 3 and "top_logprobs" not in text and "messages" not in text
+    assert request_body("m", {"prompt": "x"}, SamplingParams(logprobs=True), stream=False)["logprobs"] == 0
+    assert "logprobs" not in request_body("m", {"prompt": "x"}, SamplingParams(), stream=False)
+
+
+def test_a_whole_answer_with_tool_calls_keeps_them_and_the_tool_calls_finish():
+    second = {"id": "call_2", "type": "function", "function": {"name": "lookup", "arguments": {"city": "Oslo"}}}
+    payload = {
+        "choices": [{"message": {"content": None, "tool_calls": [CALL, second]}, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 30, "completion_tokens": 12},
+    }
+    answer, final = completion_deltas(json.dumps(payload).encode(), image_tokens=0)
+    assert answer.text == "" and final.finish_reason == "tool_calls"
+    assert answer.tool_calls == (
+        ToolCallDelta(0, "call_1", "lookup", '{"city": "Paris"}'),
+        ToolCallDelta(1, "call_2", "lookup", '{"city": "Oslo"}'),  # an object sent as arguments becomes JSON text
+    )
+
+
+def test_chat_logprobs_and_text_completion_logprobs_become_token_logprobs():
+    entry = {"token": "Hi", "logprob": -0.1, "bytes": [72, 105],
+             "top_logprobs": [{"token": "Hi", "logprob": -0.1, "bytes": [72, 105]},
+                              {"token": "Yo", "logprob": -2.5, "bytes": None}]}  # fmt: skip
+    chat = {"choices": [{"message": {"content": "Hi"}, "logprobs": {"content": [entry]}, "finish_reason": "stop"}]}
+    (answer, _) = completion_deltas(json.dumps(chat).encode(), 0)
+    assert answer.logprobs == (
+        TokenLogprob("Hi", -0.1, (72, 105), (TokenLogprob("Hi", -0.1, (72, 105)), TokenLogprob("Yo", -2.5))),
+    )
+    legacy = {"tokens": ["Once", " upon"], "token_logprobs": [-0.5, -1.0],
+              "top_logprobs": [{"Twice": -3.0, "Once": -0.5}, {" upon": -1.0}], "text_offset": [0, 4]}  # fmt: skip
+    text = {"choices": [{"text": "Once upon", "logprobs": legacy, "finish_reason": "length"}]}
+    answer, final = completion_deltas(json.dumps(text).encode(), 0)
+    assert answer.text == "Once upon" and final.finish_reason == "length"
+    assert final.usage.completion_tokens == 2  # counted from the logprobs when the upstream sends no usage
+    assert answer.logprobs == (
+        TokenLogprob("Once", -0.5, top=(TokenLogprob("Once", -0.5), TokenLogprob("Twice", -3.0))),  # most likely first
+        TokenLogprob(" upon", -1.0, top=(TokenLogprob(" upon", -1.0),)),
+    )
+
+
+def test_streamed_tool_call_pieces_keep_their_index_and_the_finish_is_tool_calls():
+    reader = ChunkReader(image_tokens=0, scrub=scrub)
+    first = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": ""}}
+    lines = [
+        sse({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}),
+        sse({"choices": [{"index": 0, "delta": {"tool_calls": [first]}}]}),
+        sse({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": '{"a"'}}]}}]}),
+        sse({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 1, "id": "call_2",
+                                                                "function": {"name": "f", "arguments": "{}"}}]}}]}),
+        sse({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+        sse("[DONE]"),
+    ]  # fmt: skip
+    deltas = [d for line in lines for d in reader.feed(line)]
+    assert [d.tool_calls for d in deltas[:-1]] == [
+        (ToolCallDelta(0, "call_1", "lookup", ""),),
+        (ToolCallDelta(0, None, None, '{"a"'),),
+        (ToolCallDelta(1, "call_2", "f", "{}"),),
+    ]
+    assert deltas[-1].finish_reason == "tool_calls" and deltas[-1].usage.completion_tokens == 3
+
+
+def test_a_streamed_text_completion_is_read_from_its_text_with_its_logprobs():
+    reader = ChunkReader(image_tokens=0, scrub=scrub)
+    piece = {"tokens": [" upon"], "token_logprobs": [-1.0], "top_logprobs": [{" upon": -1.0}], "text_offset": [4]}
+    lines = [
+        sse({"object": "text_completion", "choices": [{"index": 0, "text": "Once", "logprobs": None}]}),
+        sse({"object": "text_completion", "choices": [{"index": 0, "text": " upon", "logprobs": piece}]}),
+        sse({"object": "text_completion", "choices": [{"index": 0, "text": "", "finish_reason": "length"}]}),
+        sse({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}),
+    ]
+    deltas = [d for line in lines for d in reader.feed(line)]
+    assert [(d.text, d.finish_reason) for d in deltas] == [("Once", None), (" upon", None), ("", "length")]
+    assert deltas[1].logprobs == (TokenLogprob(" upon", -1.0, top=(TokenLogprob(" upon", -1.0),)),)
+    assert deltas[-1].usage.prompt_tokens == 3

@@ -1,9 +1,10 @@
 """The remote backend: an OpenAI-compatible fleet (vLLM, SGLang, another vlserve) reached over HTTP.
 
 Each request goes to one upstream picked round-robin among the healthy ones, streamed when the client
-streams and whole otherwise. It is retried on another upstream only if it failed before its first
-token (so before any byte reached the client). Deadlines: connecting, the first token, the whole
-request. A client that goes away closes the upstream connection, which makes vLLM abort the request.
+streams and whole otherwise; a chat goes to its ``/chat/completions``, a raw text prompt to its
+``/completions``. It is retried on another upstream only if it failed before its first token (so
+before any byte reached the client). Deadlines: connecting, the first token, the whole request. A
+client that goes away closes the upstream connection, which makes vLLM abort the request.
 Upstream addresses and keys never reach a client.
 """
 
@@ -25,7 +26,7 @@ from vlserve.engine.remote.config import RemoteConfig
 from vlserve.engine.remote.exchange import Exchange, Retryable, deltas
 from vlserve.engine.remote.media import inline_image
 from vlserve.engine.remote.upstreams import Upstream, UpstreamPool
-from vlserve.engine.remote.wire import messages, request_body
+from vlserve.engine.remote.wire import chat_inputs, request_body
 from vlserve.engine.warmup import warm_up
 from vlserve.errors import ContextLengthError, RateLimitError, ServerError
 from vlserve.observability.request_id import current_request_id
@@ -34,13 +35,24 @@ from vlserve.structured import OutputFormat
 log = logging.getLogger("vlserve.engine")
 
 SUPPORTED = frozenset(
-    {"presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "ignore_eos", "min_tokens"}
+    {
+        "tools",
+        "logprobs",
+        "top_logprobs",
+        "presence_penalty",
+        "frequency_penalty",
+        "repetition_penalty",
+        "logit_bias",
+        "ignore_eos",
+        "min_tokens",
+    }
 )
 
 
 @dataclass
 class RemotePrompt(Prepared):
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    inputs: dict[str, Any] = field(default_factory=dict)  # the body's messages and tools, or its prompt
+    endpoint: str = "chat/completions"  # or "completions", for a raw text prompt
 
 
 class RemoteEngine:
@@ -126,10 +138,13 @@ class RemoteEngine:
 
     # --- requests ----------------------------------------------------------------------------------
     async def prepare(self, request: EngineRequest) -> RemotePrompt:
+        if request.prompt is not None:
+            return RemotePrompt(request, 0, {"prompt": request.prompt}, "completions")
+
         def inline() -> RemotePrompt:
             pairs = [inline_image(item, self._config.budget, self._config.image_format) for item in request.media]
-            chat = messages(request.turns, [url for url, _ in pairs])
-            return RemotePrompt(request, sum(tokens for _, tokens in pairs), chat)
+            inputs = chat_inputs(request, [url for url, _ in pairs])
+            return RemotePrompt(request, sum(tokens for _, tokens in pairs), inputs)
 
         return await asyncio.to_thread(inline)
 
@@ -155,7 +170,7 @@ class RemoteEngine:
             )
         if params.max_tokens is None and self._config.default_max_tokens is not None:
             params = dataclasses.replace(params, max_tokens=self._config.default_max_tokens)
-        body = request_body(self._model, prepared.messages, params, stream=params.incremental)
+        body = request_body(self._model, prepared.inputs, params, stream=params.incremental)
         self._inflight += 1
         try:
             tried: list[Upstream] = []
@@ -164,7 +179,7 @@ class RemoteEngine:
                 tried.append(upstream)
                 started = False
                 try:
-                    async for delta in deltas(self._exchange(upstream, prepared.image_tokens), body):
+                    async for delta in deltas(self._exchange(upstream, prepared), body):
                         started = True
                         yield delta
                     return
@@ -179,11 +194,11 @@ class RemoteEngine:
         finally:
             self._inflight -= 1
 
-    def _exchange(self, upstream: Upstream, image_tokens: int) -> Exchange:
+    def _exchange(self, upstream: Upstream, prepared: RemotePrompt) -> Exchange:
         trace_id = current_request_id.get()
         headers = self._headers if trace_id == "-" else {**self._headers, "X-Request-Id": trace_id}
         return Exchange(
-            self._client, f"{upstream.url}/chat/completions", headers, image_tokens, self.scrub,
+            self._client, f"{upstream.url}/{prepared.endpoint}", headers, prepared.image_tokens, self.scrub,
             first_token_timeout=self._config.first_token_timeout, timeout=self._config.timeout,
         )  # fmt: skip
 

@@ -40,7 +40,7 @@ class Retryable(Exception):
 @dataclass(frozen=True)
 class Exchange:
     client: httpx.AsyncClient
-    url: str  # the upstream's chat completions URL
+    url: str  # the upstream's chat completions or completions URL
     headers: dict[str, str]
     image_tokens: int
     scrub: Callable[[str], str]

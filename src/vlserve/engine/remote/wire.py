@@ -2,7 +2,9 @@
 
 A client that streams gets the upstream's stream (``stream_options.include_usage``) token by token; a
 client that waits for the whole answer gets it from one non-streamed upstream response, which costs
-both sides less per token.
+both sides less per token. A chat goes to ``/chat/completions``, a raw text prompt to ``/completions``;
+the answers differ only in where the text is (``message.content`` / ``delta.content`` vs ``text``) and
+in the shape of the log probabilities, so one reader serves both.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from vlserve.engine.base import ChatTurn, Delta, SamplingParams, Usage
+from vlserve.engine.base import ChatTurn, Delta, EngineRequest, SamplingParams, TokenLogprob, ToolCallDelta, Usage
 from vlserve.errors import ClientError, RateLimitError, UpstreamError, VLServeError
 from vlserve.structured import OutputFormat
 from vlserve.structured.formats import ANY_OBJECT
@@ -21,10 +23,14 @@ _NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def messages(turns: Sequence[ChatTurn], image_urls: Sequence[str]) -> list[dict[str, Any]]:
-    """OpenAI messages: text-only turns as strings, image placeholders filled in order with ``image_urls``."""
+    """OpenAI messages: text-only turns as strings, image placeholders filled in order with ``image_urls``;
+    an assistant's tool calls and the tool answers as OpenAI sends them."""
     urls = iter(image_urls)
     out: list[dict[str, Any]] = []
     for turn in turns:
+        if turn.tool_calls or turn.tool_call_id is not None:
+            out.append(_tool_message(turn))
+            continue
         if all(p["type"] == "text" for p in turn.parts) and len(turn.parts) == 1:
             out.append({"role": turn.role, "content": turn.parts[0]["text"]})
             continue
@@ -39,6 +45,31 @@ def _part(part: Mapping[str, str], urls: Iterator[str]) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": next(urls)}}
 
 
+def _tool_message(turn: ChatTurn) -> dict[str, Any]:
+    """An assistant turn that called tools (content null when it said nothing), or a tool's answer."""
+    text = "".join(p["text"] for p in turn.parts if p["type"] == "text")
+    if turn.tool_call_id is not None:
+        return {"role": turn.role, "tool_call_id": turn.tool_call_id, "content": text}
+    calls = [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in turn.tool_calls
+    ]
+    return {"role": turn.role, "content": text or None, "tool_calls": calls}
+
+
+def chat_inputs(request: EngineRequest, image_urls: Sequence[str]) -> dict[str, Any]:
+    """A chat's part of the body: the messages, and the tools with how to use them when it gives any."""
+    inputs: dict[str, Any] = {"messages": messages(request.turns, image_urls)}
+    if request.tools:
+        inputs["tools"] = [dict(tool) for tool in request.tools]
+        if request.tool_choice is not None:
+            choice = request.tool_choice
+            inputs["tool_choice"] = choice if isinstance(choice, str) else dict(choice)
+        if not request.parallel_tool_calls:
+            inputs["parallel_tool_calls"] = False
+    return inputs
+
+
 def response_format(output: OutputFormat) -> dict[str, Any]:
     if output.name == "json_object" and output.schema == ANY_OBJECT:
         return {"type": "json_object"}
@@ -46,11 +77,16 @@ def response_format(output: OutputFormat) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": name, "schema": output.schema, "strict": True}}
 
 
-def request_body(model: str, chat: list[dict[str, Any]], params: SamplingParams, *, stream: bool) -> dict[str, Any]:
-    """The chat request; only what the client set is sent, so the upstream's defaults apply."""
-    body: dict[str, Any] = {"model": model, "messages": chat, "stream": stream}
+def request_body(model: str, inputs: Mapping[str, Any], params: SamplingParams, *, stream: bool) -> dict[str, Any]:
+    """The request: ``inputs`` (:func:`chat_inputs`, or ``{"prompt": text}`` for a text completion) and of
+    the settings only what the client set, so the upstream's defaults apply."""
+    body: dict[str, Any] = {"model": model, **inputs, "stream": stream}
     if stream:
         body["stream_options"] = {"include_usage": True}
+    if params.logprobs:  # a text completion asks for the number of alternatives; a chat, for a flag and a number
+        body.update({"logprobs": params.top_logprobs} if "prompt" in inputs else {"logprobs": True})
+    if params.top_logprobs and "prompt" not in inputs:
+        body["top_logprobs"] = params.top_logprobs
     optional = {
         "max_tokens": params.max_tokens,
         "temperature": params.temperature,
@@ -109,20 +145,70 @@ def _envelope(payload: bytes) -> tuple[str, str | None, str | None, str | None]:
 
 
 def completion_deltas(payload: bytes, image_tokens: int) -> list[Delta]:
-    """A whole (non-streamed) chat completion as deltas: the text, then the finish with the usage."""
+    """A whole (non-streamed) answer as deltas: the text (tool calls, logprobs), then the finish with the usage."""
     try:
         body = json.loads(payload)
         choice = body["choices"][0]
-        text = choice["message"].get("content") or ""
+        answer = _answer(choice, choice["message"] if "text" not in choice else {})
         reason = _finish_reason(choice.get("finish_reason") or "stop")
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        raise UpstreamError("the upstream's answer is not a chat completion") from None
-    token_ids = tuple(choice.get("token_ids") or ())
+        raise UpstreamError("the upstream's answer is not a (chat) completion") from None
     usage = body.get("usage") or {}
-    counts = Usage(
-        int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or len(token_ids)), image_tokens
+    generated = len(answer.token_ids) or len(answer.logprobs)
+    counts = Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or generated), image_tokens)
+    return [answer, Delta("", reason, usage=counts)]  # type: ignore[arg-type]
+
+
+def _answer(choice: Mapping[str, Any], message: Mapping[str, Any]) -> Delta:
+    """A choice's text, token ids, tool calls and logprobs; ``message`` is its ``message`` or ``delta``."""
+    text = choice["text"] if "text" in choice else message.get("content")
+    calls = message.get("tool_calls") or ()
+    return Delta(
+        text or "",
+        token_ids=tuple(choice.get("token_ids") or ()),
+        logprobs=_logprobs(choice.get("logprobs")),
+        tool_calls=tuple(_tool_call(call, n) for n, call in enumerate(calls)),
     )
-    return [Delta(text, token_ids=token_ids), Delta("", reason, usage=counts)]  # type: ignore[arg-type]
+
+
+def _tool_call(call: Mapping[str, Any], position: int) -> ToolCallDelta:
+    """A whole call (``message.tool_calls``), or a streamed piece of one (``delta.tool_calls``, with its index)."""
+    function = call.get("function") or {}
+    arguments = function.get("arguments") or ""
+    return ToolCallDelta(
+        index=int(call.get("index", position)),
+        id=call.get("id"),
+        name=function.get("name"),
+        arguments=arguments if isinstance(arguments, str) else json.dumps(arguments),
+    )
+
+
+def _logprobs(raw: Any) -> tuple[TokenLogprob, ...]:
+    """Chat's ``logprobs.content`` entries, or a text completion's parallel lists, as TokenLogprobs."""
+    if not isinstance(raw, Mapping):
+        return ()
+    if raw.get("content") is not None:
+        return tuple(_chat_logprob(entry) for entry in raw["content"])
+    tokens, values = raw.get("tokens") or [], raw.get("token_logprobs") or []
+    tops = raw.get("top_logprobs") or [None] * len(tokens)
+    return tuple(
+        TokenLogprob(token, float(value), top=_legacy_top(top))
+        for token, value, top in zip(tokens, values, tops, strict=True)
+    )
+
+
+def _chat_logprob(entry: Mapping[str, Any]) -> TokenLogprob:
+    top = tuple(_chat_logprob(t) for t in entry.get("top_logprobs") or ())
+    return TokenLogprob(entry["token"], float(entry["logprob"]), _bytes(entry), top)
+
+
+def _legacy_top(top: Mapping[str, float] | None) -> tuple[TokenLogprob, ...]:
+    """``{token: logprob}`` as alternatives, most likely first."""
+    return tuple(TokenLogprob(t, float(v)) for t, v in sorted((top or {}).items(), key=lambda item: -item[1]))
+
+
+def _bytes(entry: Mapping[str, Any]) -> tuple[int, ...] | None:
+    return None if entry.get("bytes") is None else tuple(entry["bytes"])
 
 
 class ChunkReader:
@@ -156,13 +242,15 @@ class ChunkReader:
         for choice in chunk.get("choices") or []:
             if choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") or {}
-            text, token_ids = delta.get("content") or "", tuple(choice.get("token_ids") or ())
-            self._generated += len(token_ids) if token_ids else int(bool(text))
+            try:
+                piece = _answer(choice, choice.get("delta") or {})
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+                raise UpstreamError("the upstream sent a stream event that is not a (chat) completion") from None
+            self._generated += len(piece.token_ids) or len(piece.logprobs) or int(bool(piece.text or piece.tool_calls))
             if choice.get("finish_reason"):
                 self._finish = _finish_reason(choice["finish_reason"])
-            if text or token_ids:
-                yield Delta(text, token_ids=token_ids)
+            if piece.text or piece.token_ids or piece.logprobs or piece.tool_calls:
+                yield piece
         if chunk.get("usage"):
             self._usage = chunk["usage"]
             if self._finish is not None:
@@ -191,7 +279,7 @@ class ChunkReader:
 
 
 def _finish_reason(reason: str) -> str:
-    if reason in ("stop", "length"):
+    if reason in ("stop", "length", "tool_calls"):
         return reason
     if reason == "abort":
         raise UpstreamError("the upstream engine aborted the request")

@@ -19,14 +19,27 @@ from vlserve.engine.transformers.checkpoint import Checkpoint, load_checkpoint
 from vlserve.engine.transformers.prompting import Prompt, PromptBuilder
 from vlserve.engine.transformers.runner import HFBatchRunner
 from vlserve.engine.transformers.scheduler import Scheduler
+from vlserve.engine.transformers.tool_calls import with_tool_calls
 from vlserve.engine.warmup import warm_up
-from vlserve.errors import ServerError, ServiceUnavailableError
+from vlserve.errors import ClientError, ServerError, ServiceUnavailableError
 from vlserve.settings import Settings
 from vlserve.structured import OutputFormat
 
 log = logging.getLogger("vlserve.engine")
 
-SUPPORTED = frozenset()  # of the optional features in vlserve.engine.capabilities
+SUPPORTED = frozenset(  # of the optional features in vlserve.engine.capabilities
+    {
+        "tools",
+        "logprobs",
+        "top_logprobs",
+        "presence_penalty",
+        "frequency_penalty",
+        "repetition_penalty",
+        "logit_bias",
+        "ignore_eos",
+        "min_tokens",
+    }
+)
 
 
 def _loading() -> ServiceUnavailableError:
@@ -139,9 +152,19 @@ class TransformersEngine:
     async def check(self, prepared: Prepared, params: SamplingParams) -> None:
         prompt = _prompt(prepared)
         refuse_unsupported(prompt.request, params, supported=SUPPORTED, engine=self.name)
+        self._check_token_ids(params)
         self._budget(prompt, params)
         if params.output is not None:
             await self.check_output(params.output)
+
+    def _check_token_ids(self, params: SamplingParams) -> None:
+        vocab = self._runner.grammars.vocab_size if self._runner is not None else 0
+        outside = sorted(t for t in params.logit_bias if not 0 <= t < vocab)
+        if vocab and outside:
+            raise ClientError(
+                f"logit_bias names token id {outside[0]}, outside this model's vocabulary (0-{vocab - 1})",
+                param="logit_bias",
+            )
 
     async def check_output(self, output: OutputFormat) -> None:
         if self._runner is None:
@@ -154,7 +177,10 @@ class TransformersEngine:
         prompt = _prompt(prepared)
         resolved = self._resolve(params)
         max_tokens = self._budget(prompt, resolved)
-        async for delta in self._scheduler.stream(prompt, resolved, max_tokens):
+        deltas = self._scheduler.stream(prompt, resolved, max_tokens)
+        if prompt.request.calls_tools:
+            deltas = with_tool_calls(deltas)
+        async for delta in deltas:
             yield delta
 
 

@@ -7,8 +7,10 @@ and ``mm_token_type_ids`` marks those positions for the model's 3-D rotary posit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from PIL import Image
@@ -19,6 +21,20 @@ from vlserve.media.resize import ImageBudget
 
 IMAGE_PAD = "<|image_pad|>"
 RESERVED_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+_PROBE_TOOL = {"type": "function", "function": {"name": "vlserve_probe", "parameters": {"type": "object"}}}
+
+
+def _message(turn: ChatTurn) -> dict[str, Any]:
+    """A turn as chat templates take it: tool-call arguments as objects (as transformers documents them)."""
+    message: dict[str, Any] = {"role": turn.role, "content": [dict(p) for p in turn.parts]}
+    if turn.tool_calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.loads(c.arguments)}}
+            for c in turn.tool_calls
+        ]
+    if turn.tool_call_id is not None:
+        message["tool_call_id"] = turn.tool_call_id
+    return message
 
 
 @dataclass
@@ -57,7 +73,7 @@ class PromptBuilder:
         self._budget = ImageBudget(min_pixels, max_pixels, factor)
         self.image_token_id: int = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
 
-    def render(self, turns: Sequence[ChatTurn]) -> str:
+    def render(self, turns: Sequence[ChatTurn], tools: Sequence[Mapping[str, Any]] = ()) -> str:
         messages = []
         for index, turn in enumerate(turns):
             for part in turn.parts:
@@ -67,19 +83,38 @@ class PromptBuilder:
                         f"({', '.join(RESERVED_TOKENS)}); send images as image_url parts",
                         param=f"messages[{index}].content",
                     )
-            messages.append({"role": turn.role, "content": [dict(p) for p in turn.parts]})
+            messages.append(_message(turn))
         return self._tokenizer.apply_chat_template(
-            messages, chat_template=self._chat_template, tokenize=False, add_generation_prompt=True
+            messages,
+            tools=[dict(t) for t in tools] or None,
+            chat_template=self._chat_template,
+            tokenize=False,
+            add_generation_prompt=True,
         )
+
+    @cached_property
+    def renders_tools(self) -> bool:
+        """Whether the checkpoint's chat template shows tools to the model at all."""
+        probe = [ChatTurn.user("?")]
+        return self.render(probe, [_PROBE_TOOL]) != self.render(probe)
+
+    def _render_request(self, request: EngineRequest) -> str:
+        if not request.calls_tools:
+            return self.render(request.turns)
+        if not self.renders_tools:
+            raise ClientError("this model's chat template does not render tools, so it cannot call them", param="tools")
+        return self.render(request.turns, request.tools)
 
     def build(self, turns: Sequence[ChatTurn], images: Sequence[Image.Image]) -> Prompt:
         return self.build_request(EngineRequest.chat(turns, images))
 
     def build_request(self, request: EngineRequest) -> Prompt:
-        turns, images = request.turns, [item.image for item in request.media]
+        if request.prompt is not None:
+            return self.build_text(request)
+        images = [item.image for item in request.media]
         for image in images:
             self._budget.size_for(*image.size, param="messages")  # refuse what the processor cannot take
-        text = self.render(turns)
+        text = self._render_request(request)
         pieces = text.split(IMAGE_PAD)
         if len(pieces) - 1 != len(images):
             raise ClientError(
@@ -96,3 +131,15 @@ class PromptBuilder:
         input_ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
         type_ids = [1 if token == self.image_token_id else 0 for token in input_ids]
         return Prompt(request, sum(type_ids), input_ids, type_ids, image_inputs)
+
+    def build_text(self, request: EngineRequest) -> Prompt:
+        """A raw text prompt (/v1/completions) tokenised as it is, as vLLM does: no chat template, no images."""
+        text = request.prompt or ""
+        if any(t in text for t in RESERVED_TOKENS):
+            raise ClientError(
+                f"the prompt must not contain the model's reserved vision tokens ({', '.join(RESERVED_TOKENS)}); "
+                "text completions take no images",
+                param="prompt",
+            )
+        input_ids = self._tokenizer(text)["input_ids"]
+        return Prompt(request, 0, input_ids, [0] * len(input_ids))

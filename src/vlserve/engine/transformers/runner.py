@@ -4,6 +4,8 @@ Prompts are left-padded into one tensor batch (images concatenated in row order)
 criterion sees each new token as soon as it exists: it detokenises it, hands the text to that
 request, and ends the row on end-of-sequence, a stop string, the row's token limit or the
 client going away. Rows end independently; the call returns when every row has ended.
+Logits processors give each row its own settings inside the shared call: raw logprobs, then
+bias / end-of-sequence masks / penalties, the grammar, and sampling last.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-from vlserve.engine.base import Delta, Usage
+from vlserve.engine.base import Delta, TokenLogprob, Usage
 from vlserve.engine.transformers.detokenize import StreamDecoder
 from vlserve.engine.transformers.grammar import GrammarCache, GrammarMask
+from vlserve.engine.transformers.logprobs import LogprobCapture, TokenPieces
+from vlserve.engine.transformers.penalties import RowPenalties
 from vlserve.engine.transformers.prompting import Prompt
 from vlserve.engine.transformers.sampling import RowSampler
 from vlserve.engine.transformers.scheduler import GenerationRequest
@@ -53,6 +57,7 @@ class _Row:
         self.request = request
         self.decoder = StreamDecoder(decode, request.params.stop)
         self.token_ids: list[int] = []
+        self.logprobs: list[TokenLogprob] = []  # one per token id, when the request asks for logprobs
         self.sent = 0  # token ids already handed to the request with a delta
         self.done = False
 
@@ -60,35 +65,40 @@ class _Row:
     def generated(self) -> int:
         return len(self.token_ids)
 
-    def _new_tokens(self) -> tuple[int, ...]:
-        new, self.sent = tuple(self.token_ids[self.sent :]), len(self.token_ids)
-        return new
+    def _new_tokens(self) -> tuple[tuple[int, ...], tuple[TokenLogprob, ...]]:
+        """The token ids (and their logprobs) not yet handed to the request."""
+        start, self.sent = self.sent, len(self.token_ids)
+        return tuple(self.token_ids[start:]), tuple(self.logprobs[start:])
 
     def emit(self, text: str) -> None:
-        self.request.emit(Delta(text, token_ids=self._new_tokens()))
+        token_ids, logprobs = self._new_tokens()
+        self.request.emit(Delta(text, token_ids=token_ids, logprobs=logprobs))
 
     def finish(self, text: str, reason: str) -> None:
         self.done = True
         prompt = self.request.prompt
         usage = Usage(prompt.num_tokens, self.generated, prompt.image_tokens)
-        self.request.emit(Delta(text, reason, self._new_tokens(), usage))  # type: ignore[arg-type]
+        token_ids, logprobs = self._new_tokens()
+        self.request.emit(Delta(text, reason, token_ids, usage, logprobs))  # type: ignore[arg-type]
 
 
 class StreamingStop(StoppingCriteria):
-    """Per-row end detection plus streaming of each new token to its request."""
+    """Per-row end detection plus streaming of each new token (and its logprob) to its request."""
 
-    def __init__(self, rows: list[_Row], eos_token_ids: Sequence[int]) -> None:
+    def __init__(self, rows: list[_Row], eos_token_ids: Sequence[int], logprobs: LogprobCapture | None = None) -> None:
         self._rows = rows
         self._eos = set(eos_token_ids)
+        self._logprobs = logprobs
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
         last = input_ids[:, -1].tolist()
-        for row, token in zip(self._rows, last, strict=True):
-            if not row.done:
-                self._advance(row, token)
+        live = [i for i, row in enumerate(self._rows) if not row.done]
+        chosen = self._logprobs.take(last, live) if self._logprobs is not None else {}
+        for i in live:
+            self._advance(self._rows[i], last[i], chosen.get(i))
         return torch.tensor([row.done for row in self._rows], device=input_ids.device)
 
-    def _advance(self, row: _Row, token: int) -> None:
+    def _advance(self, row: _Row, token: int, logprob: TokenLogprob | None) -> None:
         if row.request.cancelled.is_set():
             row.done = True
             log.info(
@@ -96,6 +106,8 @@ class StreamingStop(StoppingCriteria):
             )
             return
         row.token_ids.append(token)
+        if logprob is not None:
+            row.logprobs.append(logprob)
         if token in self._eos:
             row.finish(row.decoder.flush(), "stop")
             return
@@ -115,6 +127,7 @@ class HFBatchRunner:
         self._eos = eos_token_ids
         self._pad = pad_token_id
         self.grammars = GrammarCache(tokenizer, model.config.get_text_config().vocab_size, eos_token_ids)
+        self.pieces = TokenPieces(tokenizer)
 
     def decode(self, token_ids: list[int]) -> str:
         return self._tokenizer.decode(token_ids, skip_special_tokens=True)
@@ -127,18 +140,36 @@ class HFBatchRunner:
             max_new_tokens=max(r.max_tokens for r in batch),
             eos_token_id=self._eos,
             pad_token_id=self._pad,
+            # Explicit, or generate() takes the checkpoint's (Qwen2.5-VL ships 1.05) and penalises every
+            # row, padding included, ahead of our processors: penalties are per request, in RowPenalties.
+            repetition_penalty=1.0,
         )
-        grammars = [self.grammars.for_request(r.prompt.request, r.params) for r in batch]
-        processors = LogitsProcessorList([RowSampler([r.params for r in batch])])
-        if any(g is not None for g in grammars):  # the grammar masks first, so sampling sees only valid tokens
-            processors.insert(0, GrammarMask(grammars, self.grammars.vocab_size))
+        capture = LogprobCapture([r.params for r in batch], self.pieces)
         with torch.inference_mode():
             self._model.generate(
                 **inputs,
                 generation_config=config,
-                logits_processor=processors,
-                stopping_criteria=StoppingCriteriaList([StreamingStop(rows, self._eos)]),
+                logits_processor=self._processors(batch, capture),
+                stopping_criteria=StoppingCriteriaList(
+                    [StreamingStop(rows, self._eos, capture if capture.active else None)]
+                ),
             )
         for row in rows:  # a row can only be left open by a cancelled client
             if not row.done:
                 row.finish(row.decoder.flush(), "length")
+
+    def _processors(self, batch: Sequence[GenerationRequest], capture: LogprobCapture) -> LogitsProcessorList:
+        """Raw logprobs first, then bias / eos masks / penalties, the grammar, and sampling last, so
+        sampling only sees valid tokens; a stage no row in the batch uses is left out."""
+        params = [r.params for r in batch]
+        grammars = [self.grammars.for_request(r.prompt.request, r.params) for r in batch]
+        penalties = RowPenalties(params, [r.prompt.num_tokens for r in batch], self._eos)
+        processors = LogitsProcessorList()
+        if capture.active:
+            processors.append(capture)
+        if penalties.active:
+            processors.append(penalties)
+        if any(g is not None for g in grammars):
+            processors.append(GrammarMask(grammars, self.grammars.vocab_size))
+        processors.append(RowSampler(params, end_token_id=self._eos[0]))
+        return processors

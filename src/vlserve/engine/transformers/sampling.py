@@ -39,13 +39,24 @@ def sample_token(logits: torch.Tensor, params: SamplingParams, generator: torch.
 
 
 class RowSampler(LogitsProcessor):
-    """Applies each row's own sampling settings; rows that are greedy are left as they are."""
+    """Applies each row's own sampling settings; rows that are greedy are left as they are.
 
-    def __init__(self, params: Sequence[SamplingParams]) -> None:
+    A row whose every token is masked (``-inf``) gets ``end_token_id`` instead: its constraints
+    contradict each other, as when a grammar allows only the end of the answer while ``min_tokens`` or
+    ``ignore_eos`` forbids it. The grammar is the hard constraint (the answer must parse) and the
+    answer is complete, so it ends there; sampling from an all ``-inf`` row would draw from NaN
+    probabilities and fail the whole batch, and greedy argmax would pick token 0.
+    """
+
+    def __init__(self, params: Sequence[SamplingParams], end_token_id: int | None = None) -> None:
         self._params = list(params)
         self._generators = [None if p.greedy else make_generator(p.seed) for p in self._params]
+        self._end = end_token_id
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._end is not None:  # vectorised, no device sync: rows with a finite logit keep theirs
+            empty = torch.isneginf(scores).all(-1)
+            scores[:, self._end] = scores[:, self._end].masked_fill(empty, 0.0)
         for row, (params, generator) in enumerate(zip(self._params, self._generators, strict=True)):
             if generator is None:
                 continue

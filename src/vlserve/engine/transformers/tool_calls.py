@@ -15,9 +15,10 @@ streams them: the call's id and name first, then its arguments piece by piece.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from xgrammar.structural_tag import (
@@ -28,7 +29,7 @@ from xgrammar.structural_tag import (
     TriggeredTagsFormat,
 )
 
-from vlserve.engine.base import EngineRequest, FinishReason, ToolCallDelta
+from vlserve.engine.base import Delta, EngineRequest, FinishReason, ToolCallDelta
 
 TRIGGER = "<tool_call>"
 _BEGIN = '<tool_call>\n{"name": "'
@@ -36,7 +37,7 @@ _ARGUMENTS = '", "arguments": '
 _END = "}\n</tool_call>"
 _CLOSE = "</tool_call>"
 _NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
-_HEADER = re.compile(r'<tool_call>\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*')
+_HEADER = re.compile(r'<tool_call>\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*(?=\S)')
 _FOOTER = re.compile(r"\}\s*</tool_call>")
 _MAX_HEADER = 512  # an opened block that names no function within this many characters is plain text
 
@@ -95,22 +96,24 @@ class ToolCallParser:
         calls: list[ToolCallDelta] = []
         while self._step(content, calls):
             pass
-        return "".join(content), tuple(calls)
+        return "".join(content), _merged(calls)
 
     def finish(self, reason: FinishReason) -> tuple[str, tuple[ToolCallDelta, ...], FinishReason]:
         """What is left once generation has ended, and the finish reason (``tool_calls`` after calls)."""
         content: list[str] = []
         calls: list[ToolCallDelta] = []
         rest, self._buffer = self._buffer, ""
-        if self._in_call and self._named:  # cut off inside the arguments
-            calls.append(ToolCallDelta(self._index, arguments=rest))
+        if self._in_call and self._named:  # cut off inside the arguments, or while closing the block
+            arguments = rest[: len(rest) - _footer_tail(rest)]
+            if arguments:
+                calls.append(ToolCallDelta(self._index, arguments=arguments))
         else:
             self._content(rest, content)
         if not self.calls and self._index < 0 and self._spaces:
             content.append(self._spaces)
         if self.calls and reason == "stop":
             reason = "tool_calls"
-        return "".join(content), tuple(calls), reason
+        return "".join(content), _merged(calls), reason
 
     def _content(self, text: str, out: list[str]) -> None:
         if not text:
@@ -165,6 +168,17 @@ class ToolCallParser:
         return True
 
 
+def _merged(pieces: list[ToolCallDelta]) -> tuple[ToolCallDelta, ...]:
+    """Consecutive pieces of one call as one piece (a call's name and first arguments in one chunk)."""
+    out: list[ToolCallDelta] = []
+    for piece in pieces:
+        if out and out[-1].index == piece.index and piece.id is None:
+            out[-1] = dataclasses.replace(out[-1], arguments=out[-1].arguments + piece.arguments)
+        else:
+            out.append(piece)
+    return tuple(out)
+
+
 def _partial_suffix(text: str, marker: str) -> int:
     """Length of the longest suffix of ``text`` that is a proper prefix of ``marker``."""
     for n in range(min(len(marker) - 1, len(text)), 0, -1):
@@ -180,3 +194,19 @@ def _footer_tail(text: str) -> int:
         return 0
     rest = text[brace + 1 :].lstrip()
     return len(text) - brace if _CLOSE.startswith(rest) else 0
+
+
+async def with_tool_calls(deltas: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
+    """The answer's deltas with ``<tool_call>`` blocks turned into tool-call deltas (token ids, logprobs and
+    usage stay on the delta that carried them); closing this closes ``deltas``."""
+    parser = ToolCallParser()
+    try:
+        async for delta in deltas:
+            text, calls = parser.push(delta.text)
+            reason = delta.finish_reason
+            if reason is not None:
+                rest, more, reason = parser.finish(reason)
+                text, calls = text + rest, calls + more
+            yield dataclasses.replace(delta, text=text, tool_calls=calls, finish_reason=reason)
+    finally:
+        await deltas.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,53 @@
+"""The request of the OpenAI legacy text completions API (``/v1/completions``), as benchmarks send it.
+
+One text prompt per request, answered from where the text ends (no chat template). What vlserve does
+not implement is refused by name rather than ignored: several prompts or token-id prompts, ``suffix``,
+``best_of`` above 1, and ``echo`` with ``logprobs`` (that would need the prompt's own log probabilities).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from vlserve.api.protocol import SamplingOptions
+from vlserve.errors import ClientError
+
+DEFAULT_MAX_TOKENS = 16  # OpenAI's and vLLM's default for text completions
+
+
+class CompletionRequest(SamplingOptions):
+    prompt: str
+    max_tokens: int | None = Field(default=DEFAULT_MAX_TOKENS, ge=1)
+    echo: bool = False
+    logprobs: int | None = Field(default=None, ge=0, le=5, description="The top alternatives per token, 0 to 5.")
+    suffix: str | None = None
+    best_of: int | None = None
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _one_prompt(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if len(value) != 1 or not isinstance(value[0], str):
+                raise ValueError(
+                    "send one prompt per request, as a string (or a list of one string); "
+                    "several prompts and token-id prompts are not supported"
+                )
+            value = value[0]
+        if value == "":
+            raise ValueError("the prompt must not be empty")
+        return value
+
+    def refuse_unsupported(self) -> None:
+        """ClientError naming the first option this server does not implement."""
+        if self.suffix:
+            raise _unsupported("suffix", "text after the insertion point is not supported; remove 'suffix'")
+        if self.best_of not in (None, 1):
+            raise _unsupported("best_of", "best_of > 1 is not supported; send separate requests")
+        if self.echo and self.logprobs is not None:
+            raise _unsupported("echo", "echo with logprobs (the prompt's log probabilities) is not supported")
+
+
+def _unsupported(param: str, message: str) -> ClientError:
+    return ClientError(message, param=param, code="unsupported_parameter")

@@ -1,0 +1,197 @@
+"""Per-row logit_bias, min_tokens, ignore_eos and penalties: the arithmetic on small tensors, then the
+engine on the demo checkpoint, answer for answer against a hand-written greedy loop."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+import torch
+
+from tests.engine.running import RunningEngine, forward_logits, token_ids
+from vlserve.engine.base import GREEDY, SamplingParams
+from vlserve.engine.transformers.checkpoint import load_checkpoint
+from vlserve.engine.transformers.penalties import RowPenalties, adjust_row
+from vlserve.engine.transformers.sampling import RowSampler
+from vlserve.structured import OutputFormat
+
+EOS = [8, 9]
+INF = float("-inf")
+
+
+def adjusted(logits: list[float], prompt: list[int], output: list[int], **params: object) -> list[float]:
+    row = torch.tensor(logits)
+    adjust_row(row, torch.tensor(prompt, dtype=torch.long), torch.tensor(output, dtype=torch.long),
+               replace(GREEDY, **params), EOS)  # fmt: skip
+    return row.tolist()
+
+
+def test_logit_bias_is_added_and_ids_outside_the_vocabulary_are_ignored():
+    out = adjusted([1.0, 2.0, 3.0, 4.0], [], [], logit_bias={1: 0.5, 3: -100.0, 10: 5.0, 151_000: 1.0})
+    assert out == [1.0, 2.5, 3.0, -96.0]
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_other_logits_of_prompt_and_output_tokens():
+    out = adjusted([2.0, -2.0, 2.0, -2.0, 0.0], prompt=[0], output=[1, 4], repetition_penalty=2.0)
+    assert out == [1.0, -4.0, 2.0, -2.0, 0.0]  # 2 and 3 never seen: untouched
+
+
+def test_frequency_and_presence_penalties_count_generated_tokens_only():
+    out = adjusted([1.0] * 4, prompt=[3, 3, 3], output=[0, 0, 0, 1], frequency_penalty=0.5, presence_penalty=0.25)
+    assert out == [1.0 - 1.5 - 0.25, 1.0 - 0.5 - 0.25, 1.0, 1.0]  # the prompt's token 3 is not penalised
+
+
+def test_negative_penalties_favour_repeats():
+    out = adjusted([0.0] * 3, prompt=[], output=[2, 2], frequency_penalty=-1.0, presence_penalty=-0.5)
+    assert out == [0.0, 0.0, 2.5]
+
+
+def test_min_tokens_masks_eos_until_reached_and_ignore_eos_always():
+    logits = [0.0] * 10
+    assert adjusted(logits, [1], [2, 3], min_tokens=3)[8:] == [INF, INF]
+    assert adjusted(logits, [1], [2, 3, 4], min_tokens=3)[8:] == [0.0, 0.0]
+    assert adjusted(logits, [1], [2] * 50, ignore_eos=True)[8:] == [INF, INF]
+    assert adjusted(logits, [1], [2, 3], logit_bias={8: 100.0}, min_tokens=3)[8] == INF  # the mask wins
+
+
+def test_each_row_sees_only_its_own_prompt_without_padding_and_plain_rows_are_untouched():
+    pad = 7
+    # row 0: prompt [1, 2] left-padded to width 4; row 1: prompt [3, 4, 5, 6]; one generated token each
+    input_ids = torch.tensor([[pad, pad, 1, 2, 0], [3, 4, 5, 6, 3]])
+    scores = torch.full((2, 10), 1.0)
+    plain = scores[1].clone()
+    params = [replace(GREEDY, repetition_penalty=2.0, frequency_penalty=1.0), GREEDY]
+    out = RowPenalties(params, [2, 4], EOS)(input_ids, scores)
+    assert out[0].tolist() == [-0.5, 0.5, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]  # pad 7 not seen; 3-6 are row 1's
+    assert torch.equal(out[1], plain)
+    alone = RowPenalties(params[:1], [2], EOS)(input_ids[:1, 2:], torch.full((1, 10), 1.0))
+    assert torch.equal(alone[0], out[0])  # the same row in a batch of one, no padding
+
+
+def test_min_tokens_counts_each_rows_generated_tokens_from_the_padded_width():
+    input_ids = torch.tensor([[0, 1, 2, 5], [1, 2, 3, 5]])  # prompts of 2 and 3 tokens, one token generated
+    out = RowPenalties([replace(GREEDY, min_tokens=2)] * 2, [2, 3], EOS)(input_ids, torch.zeros(2, 10))
+    assert out[:, 8].tolist() == [INF, INF]
+    out = RowPenalties([replace(GREEDY, min_tokens=1)] * 2, [2, 3], EOS)(input_ids, torch.zeros(2, 10))
+    assert out[:, 8].tolist() == [0.0, 0.0]
+
+
+def test_a_row_with_every_token_masked_ends_instead_of_failing_the_batch():
+    scores = torch.tensor([[INF] * 5, [INF] * 5, [0.0, 1.0, INF, INF, INF]])
+    before = scores[2].clone()
+    params = [replace(GREEDY, temperature=1.0, seed=1), GREEDY, replace(GREEDY, temperature=1.0, seed=1)]
+    out = RowSampler(params, end_token_id=3)(None, scores)
+    assert out.argmax(-1)[:2].tolist() == [3, 3]  # sampled and greedy rows alike: the end token
+    assert out[2].isfinite().sum() == 1 and out[2].argmax() in (0, 1)
+    assert torch.equal(RowSampler([GREEDY], end_token_id=3)(None, before[None].clone())[0], before)
+
+
+# The engine on the demo checkpoint.
+
+
+@pytest.fixture(scope="module")
+def running(demo_model):
+    engine = RunningEngine(demo_model, max_batch_size=8, batch_wait_ms=100)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def model(demo_model):
+    return load_checkpoint(demo_model).model
+
+
+def reference_greedy(model, prompt, params: SamplingParams, eos: list[int], max_tokens: int) -> list[int]:
+    """Greedy decoding written out by hand: one full forward pass per token, the formulas applied
+    token by token (bias, eos masks, repetition over prompt and answer, OpenAI's penalties)."""
+    out: list[int] = []
+    while len(out) < max_tokens:
+        logits = forward_logits(model, prompt, out)[-1].tolist()
+        for token, bias in params.logit_bias.items():
+            logits[token] += bias
+        if params.ignore_eos or len(out) < params.min_tokens:
+            for token in eos:
+                logits[token] = INF
+        r = params.repetition_penalty
+        for token in set(prompt.input_ids) | set(out):
+            logits[token] = logits[token] / r if logits[token] > 0 else logits[token] * r
+        for token, count in Counter(out).items():
+            logits[token] -= params.frequency_penalty * count + params.presence_penalty
+        out.append(max(range(len(logits)), key=logits.__getitem__))
+        if out[-1] in eos:
+            break
+    return out
+
+
+def test_penalised_greedy_answers_in_one_batch_match_the_formulas_token_for_token(running, model):
+    eos = running.engine._checkpoint.eos_token_ids
+    questions = ["What are the values?", "Which bar is highest?", "请分析这张图", "hi"]
+    settings = [
+        {},
+        {"repetition_penalty": 1.5},
+        {"frequency_penalty": 0.6, "presence_penalty": 0.4},
+        {"presence_penalty": -0.5, "logit_bias": {22: 1.0, 64: -2.0}},
+        {"repetition_penalty": 0.8, "frequency_penalty": 0.3},
+        {"min_tokens": 4, "logit_bias": {eos[0]: 100.0}},
+    ]
+    requests = [
+        (running.prompt(questions[i % len(questions)]), replace(GREEDY, max_tokens=12, **s))
+        for i, s in enumerate(settings)
+    ]
+    answers = running.answers(requests)
+    assert running.engine.scheduler.batch_sizes[-1] == len(requests)
+    for (prompt, params), deltas in zip(requests, answers, strict=True):
+        assert token_ids(deltas) == reference_greedy(model, prompt, params, eos, 12), params
+    assert len(token_ids(answers[-1])) == 5 and token_ids(answers[-1])[-1] == eos[0]
+
+
+def test_logit_bias_of_100_makes_the_greedy_answer_that_token(running):
+    deltas = running.answer(running.prompt("hi"), replace(GREEDY, max_tokens=6, logit_bias={22: 100.0}))
+    assert "".join(d.text for d in deltas) == "777777"
+    assert deltas[-1].finish_reason == "length"
+
+
+def test_min_tokens_and_ignore_eos_hold_back_an_answer_that_would_end_at_once(running):
+    eos = running.engine._checkpoint.eos_token_ids[0]
+    prompt = running.prompt("hi")
+    ends = replace(GREEDY, max_tokens=10, logit_bias={eos: 100.0})
+    now, later, never = running.answers([(prompt, ends), (prompt, replace(ends, min_tokens=4)),
+                                         (prompt, replace(ends, ignore_eos=True))])  # fmt: skip
+    assert (now[-1].finish_reason, now[-1].usage.completion_tokens) == ("stop", 1)
+    assert (later[-1].finish_reason, later[-1].usage.completion_tokens) == ("stop", 5)
+    assert eos not in token_ids(later)[:4]
+    assert (never[-1].finish_reason, never[-1].usage.completion_tokens) == ("length", 10)
+    assert eos not in token_ids(never)
+
+
+def test_penalties_make_a_looping_greedy_answer_repeat_less(running):
+    prompt = running.prompt("What are the values?")
+    plain, frequency, presence, repetition = running.answers(
+        [
+            (prompt, replace(GREEDY, max_tokens=24)),
+            (prompt, replace(GREEDY, max_tokens=24, frequency_penalty=1.0)),
+            (prompt, replace(GREEDY, max_tokens=24, presence_penalty=1.0)),
+            (prompt, replace(GREEDY, max_tokens=24, repetition_penalty=2.0)),
+        ]
+    )
+    most = max(Counter(token_ids(plain)).values())
+    assert most >= 3, "the plain answer should loop, or this test shows nothing"
+    for penalised in (frequency, presence, repetition):
+        assert max(Counter(token_ids(penalised)).values()) < most
+
+
+def test_a_json_answer_that_must_end_before_min_tokens_ends_valid_and_its_batch_survives(running):
+    """The grammar allows only the end while min_tokens forbids it: the answer ends, complete and valid."""
+    flag = OutputFormat.of("flag", {"type": "boolean"})
+    prompt = running.prompt("ok?")
+    contradictory = replace(GREEDY, max_tokens=20, min_tokens=15, output=flag)
+    sampled, greedy, neighbour = running.answers(
+        [(prompt, replace(contradictory, temperature=1.0, seed=5)), (prompt, contradictory),
+         (prompt, replace(GREEDY, max_tokens=20))]
+    )  # fmt: skip
+    for deltas in (sampled, greedy):
+        assert json.loads("".join(d.text for d in deltas)) in (True, False)
+        assert deltas[-1].finish_reason == "stop"
+    assert neighbour[-1].finish_reason in ("stop", "length")
