@@ -22,6 +22,27 @@ def usage_body(counts: Usage) -> dict[str, int]:
     return usage(counts.prompt_tokens, counts.completion_tokens)
 
 
+def answer_body(kind: str, answer_id: str, model: str, choice: dict[str, Any], completion: Completion) -> dict:
+    """The envelope of a whole (non-streamed) answer around its one choice."""
+    return {"id": answer_id, "object": kind, "created": int(time.time()), "model": model, "choices": [choice],
+            "usage": usage_body(completion.usage)}  # fmt: skip
+
+
+async def ending_cleanly(events: AsyncIterator[str], deltas: AsyncIterator[Delta]) -> AsyncIterator[str]:
+    """``events``, then ``[DONE]``: an error after the first byte becomes one event in the error envelope,
+    and closing this closes ``deltas`` (cancelling generation)."""
+    try:
+        async for event in events:
+            yield event
+    except VLServeError as exc:
+        yield sse(error_body(exc))
+    except Exception:  # noqa: BLE001 - an unexpected failure still ends the stream cleanly
+        yield sse(error_body(ServerError("generation failed; see the server log")))
+    finally:
+        await deltas.aclose()
+    yield sse("[DONE]")
+
+
 def _token_logprob(entry: TokenLogprob) -> dict[str, Any]:
     return {"token": entry.token, "logprob": entry.logprob, "bytes": None if entry.bytes is None else list(entry.bytes)}
 
@@ -59,14 +80,7 @@ def chat_response(
     }
     if token_ids:
         choice["token_ids"] = list(completion.token_ids)
-    return {
-        "id": f"chatcmpl-{request_id}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [choice],
-        "usage": usage_body(completion.usage),
-    }
+    return answer_body("chat.completion", f"chatcmpl-{request_id}", model, choice, completion)
 
 
 async def chat_chunks(
@@ -103,8 +117,8 @@ async def chat_chunks(
     def empty(delta: Delta) -> bool:  # text held back, no tokens to report: nothing to send yet
         return not (delta.text or delta.tool_calls or (token_ids and delta.token_ids) or (logprobs and delta.logprobs))
 
-    yield chunk(None, {"role": "assistant", "content": ""})
-    try:
+    async def events() -> AsyncIterator[str]:
+        yield chunk(None, {"role": "assistant", "content": ""})
         async for delta in deltas:
             if delta.finish_reason is None:
                 if not empty(delta):
@@ -113,10 +127,6 @@ async def chat_chunks(
             yield chunk(delta, content(delta) if delta.text or delta.tool_calls else {}, delta.finish_reason)
             if include_usage and delta.usage is not None:
                 yield sse({**base, "choices": [], "usage": usage_body(delta.usage)})
-    except VLServeError as exc:
-        yield sse(error_body(exc))
-    except Exception:  # noqa: BLE001 - an unexpected failure still ends the stream cleanly
-        yield sse(error_body(ServerError("generation failed; see the server log")))
-    finally:
-        await deltas.aclose()
-    yield sse("[DONE]")
+
+    async for event in ending_cleanly(events(), deltas):
+        yield event

@@ -11,9 +11,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from vlserve.api.chat_format import sse, usage_body
+from vlserve.api.chat_format import answer_body, ending_cleanly, sse, usage_body
 from vlserve.engine.base import Delta, TokenLogprob
-from vlserve.errors import ServerError, VLServeError, error_body
 from vlserve.service import Completion
 
 
@@ -48,14 +47,7 @@ def completion_response(
     }
     if token_ids:
         choice["token_ids"] = list(completion.token_ids)
-    return {
-        "id": f"cmpl-{request_id}",
-        "object": "text_completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [choice],
-        "usage": usage_body(completion.usage),
-    }
+    return answer_body("text_completion", f"cmpl-{request_id}", model, choice, completion)
 
 
 async def completion_chunks(
@@ -83,7 +75,7 @@ async def completion_chunks(
                 choice["token_ids"] = list(delta.token_ids)
         return sse({**base, "choices": [choice]})
 
-    try:
+    async def events() -> AsyncIterator[str]:
         if echo:
             yield chunk(echo, None)
         async for delta in deltas:
@@ -93,10 +85,6 @@ async def completion_chunks(
             yield chunk(delta.text, delta, delta.finish_reason)
             if delta.finish_reason is not None and include_usage and delta.usage is not None:
                 yield sse({**base, "choices": [], "usage": usage_body(delta.usage)})
-    except VLServeError as exc:
-        yield sse(error_body(exc))
-    except Exception:  # noqa: BLE001 - an unexpected failure still ends the stream cleanly
-        yield sse(error_body(ServerError("generation failed; see the server log")))
-    finally:
-        await deltas.aclose()
-    yield sse("[DONE]")
+
+    async for event in ending_cleanly(events(), deltas):
+        yield event

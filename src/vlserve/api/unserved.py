@@ -6,6 +6,8 @@ endpoints without their leading slash: the error envelope scrubs anything that l
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import APIRouter
 
 from vlserve.errors import NotFoundError
@@ -15,23 +17,21 @@ router = APIRouter()
 _ANY = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
-def _unserved(message: str) -> NotFoundError:
-    return NotFoundError(message, code="unsupported_endpoint")
+_UNSERVED = {
+    "embeddings": "vlserve does not serve embeddings (v1/embeddings): it serves a vision-language chat model; "
+    "serve an embedding model elsewhere",
+    "responses": "vlserve does not serve the Responses API (v1/responses); use the Chat Completions API "
+    "(POST v1/chat/completions) instead",
+}
 
 
-@router.api_route("/v1/embeddings", methods=_ANY, include_in_schema=False)
-@router.api_route("/v1/embeddings/{rest:path}", methods=_ANY, include_in_schema=False)
-async def embeddings() -> None:
-    raise _unserved(
-        "vlserve does not serve embeddings (v1/embeddings): it serves a vision-language chat model; "
-        "serve an embedding model elsewhere"
-    )
+def _refuse(message: str) -> Callable[[], Awaitable[None]]:
+    async def unserved() -> None:
+        raise NotFoundError(message, code="unsupported_endpoint")
+
+    return unserved
 
 
-@router.api_route("/v1/responses", methods=_ANY, include_in_schema=False)
-@router.api_route("/v1/responses/{rest:path}", methods=_ANY, include_in_schema=False)
-async def responses() -> None:
-    raise _unserved(
-        "vlserve does not serve the Responses API (v1/responses); use the Chat Completions API "
-        "(POST v1/chat/completions) instead"
-    )
+for _name, _message in _UNSERVED.items():
+    for _path in (f"/v1/{_name}", f"/v1/{_name}/{{rest:path}}"):
+        router.add_api_route(_path, _refuse(_message), methods=_ANY, include_in_schema=False)

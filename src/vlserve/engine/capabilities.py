@@ -20,6 +20,7 @@ FEATURES = (
     "ignore_eos",
     "min_tokens",
 )
+ALL_FEATURES = frozenset(FEATURES)
 
 
 def requested_features(request: EngineRequest, params: SamplingParams) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from vlserve.engine.base import Delta, EngineRequest, EngineStatus, ModelInfo, Prepared, SamplingParams
-from vlserve.engine.capabilities import refuse_unsupported
+from vlserve.engine.capabilities import ALL_FEATURES, refuse_unsupported
 from vlserve.engine.remote.config import RemoteConfig
 from vlserve.engine.remote.exchange import Exchange, Retryable, deltas
 from vlserve.engine.remote.media import inline_image
@@ -34,19 +34,7 @@ from vlserve.structured import OutputFormat
 
 log = logging.getLogger("vlserve.engine")
 
-SUPPORTED = frozenset(
-    {
-        "tools",
-        "logprobs",
-        "top_logprobs",
-        "presence_penalty",
-        "frequency_penalty",
-        "repetition_penalty",
-        "logit_bias",
-        "ignore_eos",
-        "min_tokens",
-    }
-)
+SUPPORTED = ALL_FEATURES  # every optional feature in vlserve.engine.capabilities
 
 
 @dataclass

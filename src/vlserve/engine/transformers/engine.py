@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from vlserve.engine.base import Delta, EngineRequest, EngineStatus, ModelInfo, Prepared, SamplingParams
 from vlserve.engine.budget import completion_budget
-from vlserve.engine.capabilities import refuse_unsupported
+from vlserve.engine.capabilities import ALL_FEATURES, refuse_unsupported
 from vlserve.engine.checkpoint_files import image_budget
 from vlserve.engine.transformers.checkpoint import Checkpoint, load_checkpoint
 from vlserve.engine.transformers.prompting import Prompt, PromptBuilder
@@ -27,19 +27,7 @@ from vlserve.structured import OutputFormat
 
 log = logging.getLogger("vlserve.engine")
 
-SUPPORTED = frozenset(  # of the optional features in vlserve.engine.capabilities
-    {
-        "tools",
-        "logprobs",
-        "top_logprobs",
-        "presence_penalty",
-        "frequency_penalty",
-        "repetition_penalty",
-        "logit_bias",
-        "ignore_eos",
-        "min_tokens",
-    }
-)
+SUPPORTED = ALL_FEATURES  # every optional feature in vlserve.engine.capabilities
 
 
 def _loading() -> ServiceUnavailableError:
