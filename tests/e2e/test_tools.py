@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import jsonschema
 import pytest
 
@@ -100,3 +101,12 @@ def test_tools_and_tool_results_reach_the_model(openai_client):
     history = [*QUESTION, {"role": "assistant", "content": None, "tool_calls": [call]}, result]
     follow_up = ask(openai_client, history, max_tokens=1)
     assert follow_up.usage.prompt_tokens > with_tools.usage.prompt_tokens + 20  # the call and its result
+
+
+def test_a_parameter_schema_the_grammar_cannot_express_is_a_400_not_a_failed_batch(server):
+    unenforceable = {"type": "object", "properties": {"code": {"type": "string", "pattern": "(?<=a)b"}}}
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": unenforceable}}
+    body = {"messages": QUESTION, "tools": [tool], "tool_choice": "required", "max_tokens": 5}
+    response = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=60)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "tools"

@@ -16,6 +16,7 @@ from vlserve.engine.budget import completion_budget
 from vlserve.engine.capabilities import ALL_FEATURES, refuse_unsupported
 from vlserve.engine.checkpoint_files import image_budget
 from vlserve.engine.transformers.checkpoint import Checkpoint, load_checkpoint
+from vlserve.engine.transformers.grammar import GrammarCache
 from vlserve.engine.transformers.prompting import Prompt, PromptBuilder
 from vlserve.engine.transformers.runner import HFBatchRunner
 from vlserve.engine.transformers.scheduler import Scheduler
@@ -142,8 +143,8 @@ class TransformersEngine:
         refuse_unsupported(prompt.request, params, supported=SUPPORTED, engine=self.name)
         self._check_token_ids(params)
         self._budget(prompt, params)
-        if params.output is not None:
-            await self.check_output(params.output)
+        if params.output is not None or prompt.request.calls_tools:  # compiled (and cached) before it can fail a batch
+            await asyncio.to_thread(self._grammars().for_request, prompt.request, params)
 
     def _check_token_ids(self, params: SamplingParams) -> None:
         vocab = self._runner.grammars.vocab_size if self._runner is not None else 0
@@ -155,9 +156,12 @@ class TransformersEngine:
             )
 
     async def check_output(self, output: OutputFormat) -> None:
+        await asyncio.to_thread(self._grammars().compile, output)
+
+    def _grammars(self) -> GrammarCache:
         if self._runner is None:
             raise _loading()
-        await asyncio.to_thread(self._runner.grammars.compile, output)
+        return self._runner.grammars
 
     async def generate(self, prepared: Prepared, params: SamplingParams) -> AsyncIterator[Delta]:
         if self._scheduler is None:
