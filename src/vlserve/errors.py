@@ -88,6 +88,36 @@ class RateLimitError(ClientError):
     code = "queue_full"
 
 
+class QuotaExceededError(ClientError):
+    """The API key is over one of its own limits (requests per minute, concurrent requests, tokens per day).
+
+    A 429 like :class:`RateLimitError` but not one: the engine is not busy, this key must wait, so code that
+    retries a busy engine (the document worker) must not retry this."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class AuthenticationError(ClientError):
+    """No API key, or one that is unknown, revoked or expired (HTTP 401)."""
+
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message, code=code, headers={"WWW-Authenticate": "Bearer"})
+
+
+class PermissionDeniedError(ClientError):
+    """A valid API key without the scope the route needs (HTTP 403)."""
+
+    status_code = 403
+    error_type = "permission_error"
+    code = "insufficient_scope"
+
+
 class DocumentError(ClientError):
     """The uploaded document cannot be used (corrupt, encrypted, no pages)."""
 
@@ -109,6 +139,15 @@ class ModelOutputError(ServerError):
 class ServiceUnavailableError(ServerError):
     status_code = 503
     code = "unavailable"
+
+
+class ShuttingDownError(ServiceUnavailableError):
+    """The server is draining after SIGTERM: it takes no new work (503, retry elsewhere or after a restart)."""
+
+    code = "shutting_down"
+
+    def __init__(self, message: str = "the server is shutting down; retry on another replica") -> None:
+        super().__init__(message, headers={"Retry-After": "5"})
 
 
 class UpstreamError(ServerError):

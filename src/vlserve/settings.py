@@ -23,6 +23,16 @@ BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "demo" / "checkpoint" / "v
 _VLSERVE_OWNS = {"--host", "--port", "--api-key", "--served-model-name", "--uds"}
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether a listen address is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a hostname other than localhost may resolve to anything
+
+
 def default_data_dir() -> Path:
     return Path.home() / ".cache" / "vlserve"
 
@@ -158,10 +168,77 @@ class Settings(BaseSettings):
     webhook_attempts: int = Field(default=5, ge=1, le=20, description="Deliveries tried per webhook.")
     webhook_timeout: float = Field(default=10.0, gt=0, description="Seconds per webhook delivery attempt.")
 
+    document_retention_days: float = Field(
+        default=30.0, gt=0, description="Ended jobs and their results are deleted this many days after they end."
+    )
+
     # --- HTTP ----------------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Listen address.")
     port: int = Field(default=8080, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    docs: bool = Field(default=True, description="Serve Swagger UI at /docs and the schema at /openapi.json.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description='Browser origins allowed to call the API (comma-separated or JSON list; "*" for any); '
+        "unset: no CORS headers, browsers on other origins are refused.",
+    )
+    shutdown_grace_s: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, how long in-flight requests may run before they are ended."
+    )
+
+    # --- security: API keys, quotas, audit ---------------------------------------------------------
+    require_auth: bool | None = Field(
+        default=None,
+        description="Every route but /health/* needs an API key; unset: on when the server listens on a "
+        "non-loopback address.",
+    )
+    allow_public_without_auth: bool = Field(
+        default=False,
+        description="Needed, with require_auth=0, to listen on a non-loopback address with no authentication.",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL (redis://host:6379/0) for rate limits shared by several servers."
+    )
+    default_requests_per_minute: int = Field(
+        default=0, ge=0, description="Per key, unless the key sets its own; 0: none."
+    )
+    default_concurrent_requests: int = Field(
+        default=0, ge=0, description="Per key, unless the key sets its own; 0: none."
+    )
+    default_tokens_per_day: int = Field(default=0, ge=0, description="Per key, unless the key sets its own; 0: none.")
+    audit: bool = Field(default=True, description="Keep one audit record per API request in the database.")
+    audit_content: bool = Field(
+        default=False, description="Also keep prompt text and image bytes in audit records (off: hashes only)."
+    )
+    audit_retention_days: float = Field(default=90.0, gt=0, description="Audit records are deleted after this.")
+
+    # --- request limits (checked before any work) -------------------------------------------------------
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="JSON request bodies, counted while they stream in."
+    )
+    max_json_depth: int = Field(default=32, ge=4, description="Nesting of JSON request bodies.")
+    max_messages: int = Field(default=1024, ge=1, description="Messages per chat request.")
+    max_prompt_chars: int = Field(
+        default=1_000_000, ge=1, description="Characters of text per request, checked before tokenising."
+    )
+    max_request_pixels: int = Field(
+        default=100_000_000, ge=1024, description="Width x height of all images of one request, from their headers."
+    )
+    max_form_fields: int = Field(default=256, ge=1, description="Fields and files per multipart request.")
+    max_connections: int = Field(default=1024, ge=1, description="Open connections before new ones get 503.")
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="Request line and headers, bytes.")
+    header_timeout_s: float = Field(default=10.0, gt=0, description="Seconds for a client to send its headers.")
+    read_timeout_s: float = Field(default=60.0, gt=0, description="Seconds a request body may stall between reads.")
+    keepalive_timeout_s: float = Field(default=5.0, gt=0, description="Idle keep-alive connections close after this.")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @field_validator("url_allowlist", mode="before")
     @classmethod
@@ -236,6 +313,20 @@ class Settings(BaseSettings):
         if self.engine != "remote" and self.upstream:
             raise ValueError("upstream is set, but the engine is not remote (add --engine remote)")
         return self
+
+    @model_validator(mode="after")
+    def _check_exposure(self) -> Settings:
+        if self.require_auth is False and not is_loopback_host(self.host) and not self.allow_public_without_auth:
+            raise ValueError(
+                f"require_auth is off but the server listens on {self.host}, which other machines can reach; "
+                "create a key (vlserve keys create NAME) and turn auth on, or set "
+                "VLSERVE_ALLOW_PUBLIC_WITHOUT_AUTH=1 to serve anyone who reaches the port"
+            )
+        return self
+
+    def auth_required(self) -> bool:
+        """Whether requests need an API key: as configured, else whenever other machines can connect."""
+        return self.require_auth if self.require_auth is not None else not is_loopback_host(self.host)
 
     def model_dir(self) -> Path:
         """The configured checkpoint; unset: the bundled trained demo, else the random one (built on use)."""

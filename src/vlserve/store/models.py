@@ -43,6 +43,7 @@ class Document(Base):
     webhook_lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     webhook_attempts: Mapped[int] = mapped_column(Integer, default=0)
     webhook_error: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(40), index=True)  # the API key id that submitted it
 
     files: Mapped[list[DocumentFile]] = relationship(
         back_populates="document", cascade="all, delete-orphan", order_by="DocumentFile.position"
@@ -92,3 +93,43 @@ class Page(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     document: Mapped[Document] = relationship(back_populates="pages")
+
+
+class ApiKey(Base):
+    """An API key: only the SHA-256 of its secret is stored; the secret is shown once, when it is created."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # key_<hex>, printed in lists and audit records
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(16))  # the secret's first characters, to recognise it
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(String(255))  # comma-separated: chat, documents, metrics, admin
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer)  # None: the server's default
+    concurrent_requests: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_day: Mapped[int | None] = mapped_column(Integer)
+
+
+class AuditRecord(Base):
+    """One API request: who, what, how it ended; never prompt text or image bytes unless enabled."""
+
+    __tablename__ = "audit_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    key_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    method: Mapped[str] = mapped_column(String(8))
+    endpoint: Mapped[str] = mapped_column(String(255))
+    model: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[int] = mapped_column(Integer)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    trace_id: Mapped[str] = mapped_column(String(128), index=True)
+    client: Mapped[str | None] = mapped_column(String(64))
+    image_hashes: Mapped[str | None] = mapped_column(Text)  # JSON list of "sha256:<hex>"
+    content_json: Mapped[str | None] = mapped_column(Text)  # prompt text and images, only with audit_content

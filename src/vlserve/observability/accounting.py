@@ -1,0 +1,63 @@
+"""What one API request used, filled in by the layers that know it and read when the response ends.
+
+The audit middleware opens a :class:`RequestRecord` per request in a context variable; the generation
+service adds the model and token usage, the media loader the hash of every image, the documents API the
+job it created. Code running outside a request (the document worker) finds no record and notes nothing.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+from dataclasses import dataclass, field
+
+from vlserve.engine.base import Usage
+
+
+@dataclass
+class RequestRecord:
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    image_hashes: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # prompt text, kept only when audit_content is on
+    images: list[bytes] = field(default_factory=list)  # image bytes, kept only when audit_content is on
+    keep_content: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
+
+
+current_record: contextvars.ContextVar[RequestRecord | None] = contextvars.ContextVar("request_record", default=None)
+
+
+def note_model(model: str) -> None:
+    record = current_record.get()
+    if record is not None:
+        record.model = model
+
+
+def note_usage(usage: Usage) -> None:
+    record = current_record.get()
+    if record is not None:
+        record.prompt_tokens = (record.prompt_tokens or 0) + usage.prompt_tokens
+        record.completion_tokens = (record.completion_tokens or 0) + usage.completion_tokens
+
+
+def image_hash(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def note_image(data: bytes) -> None:
+    record = current_record.get()
+    if record is not None:
+        record.image_hashes.append(image_hash(data))
+        if record.keep_content:
+            record.images.append(data)
+
+
+def note_text(text: str) -> None:
+    record = current_record.get()
+    if record is not None and record.keep_content:
+        record.texts.append(text)

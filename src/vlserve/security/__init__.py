@@ -1,0 +1,1 @@
+"""API keys and authentication, rate limits and quotas per key, and the audit trail."""
