@@ -31,6 +31,12 @@ def build_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                     await loading
 
     app = FastAPI(title="vlserve", version=__version__, lifespan=lifespan)
+    # Pure-ASGI middleware, innermost first (each add_middleware wraps the ones before it).
+    # [slot: quotas]
+    # [slot: auth]
+    # [slot: audit]
+    # [slot: request limits]
+    # [slot: head and cors]
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     for module in (chat, completions, vision, documents, models, health, unserved):
