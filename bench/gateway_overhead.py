@@ -24,7 +24,7 @@ import httpx
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import vlserve  # noqa: E402
+from servers import api_headers, vlserve  # noqa: E402
 
 
 def chart_url(width: int = 640, height: int = 480) -> str:
@@ -50,7 +50,7 @@ async def load(url: str, bodies: list[dict], concurrency: int) -> tuple[list[flo
     """(latencies in seconds, wall seconds) of ``bodies`` sent with at most ``concurrency`` in flight."""
     latencies: list[float] = []
     limit = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=120, headers=api_headers()) as client:
 
         async def one(payload: dict) -> None:
             async with limit:

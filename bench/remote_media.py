@@ -27,7 +27,7 @@ import httpx
 from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import vlserve  # noqa: E402
+from servers import api_headers, vlserve  # noqa: E402
 
 from vlserve.engine.base import MediaItem  # noqa: E402
 from vlserve.engine.remote.media import inline_image  # noqa: E402
@@ -91,7 +91,7 @@ def latency_ms(url: str, image_url: str, repeats: int) -> tuple[float, float]:
         "temperature": 0,
     }  # fmt: skip
     times = []
-    with httpx.Client(base_url=url, timeout=300) as client:
+    with httpx.Client(base_url=url, timeout=300, headers=api_headers()) as client:
         client.post("/v1/chat/completions", json=body).raise_for_status()  # warm
         for _ in range(repeats):
             start = time.perf_counter()

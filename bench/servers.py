@@ -26,6 +26,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def api_headers() -> dict[str, str]:
+    """``Authorization: Bearer $VLSERVE_API_KEY`` when that is set (a server with auth on needs it), else none."""
+    key = os.environ.get("VLSERVE_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 @dataclass(frozen=True)
 class Server:
     url: str

@@ -146,6 +146,8 @@ def test_doc_against_a_running_server_writes_schema_valid_pages_with_a_progress_
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "2/2" in result.stderr and f"result written to {out}" in result.stderr
+    job_id = json.loads(out.read_text())["id"]
+    assert f"job {job_id} accepted: {server.url}/v1/documents/{job_id}" in result.stderr
     written = json.loads(out.read_text())
     assert [p["page"] for p in written["pages"]] == [2, 3]
     assert all(p["data"]["kind"] in ("bar", "line") for p in written["pages"])
@@ -167,3 +169,158 @@ def test_doc_reports_a_refused_upload_cleanly(server, tmp_path):
     result = runner.invoke(app, ["doc", str(bogus), "--url", server.url])
     assert result.exit_code == 1
     assert "HTTP 415: file is not a PDF" in result.output
+
+
+# --- one-line errors, checked before anything is uploaded ----------------------------------------
+
+NO_SERVER = "http://127.0.0.1:9"  # nothing listens: an upload attempt would say "cannot reach the server"
+
+
+def assert_one_line_error(result, exit_code: int, says: str) -> None:
+    assert result.exit_code == exit_code, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: ") and says in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def pdf_file(tmp_path):
+    from tests.support.pdfs import text_pdf
+
+    path = tmp_path / "report.pdf"
+    path.write_bytes(text_pdf(1))
+    return path
+
+
+def test_doc_with_a_missing_schema_file_says_so_in_one_line(pdf_file, tmp_path):
+    missing = tmp_path / "missing.json"
+    result = runner.invoke(app, ["doc", str(pdf_file), "--schema", str(missing), "--url", NO_SERVER])
+    assert_one_line_error(result, 2, f"--schema {missing}: no such file")
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [("{not json", "is not valid JSON: Expecting property name"), ("[1, 2]", "must hold a JSON object")],
+)
+def test_doc_with_a_schema_that_is_not_a_json_object_says_so_in_one_line(pdf_file, tmp_path, content, says):
+    schema = tmp_path / "schema.json"
+    schema.write_text(content)
+    result = runner.invoke(app, ["doc", str(pdf_file), "--schema", str(schema), "--url", NO_SERVER])
+    assert_one_line_error(result, 2, says)
+
+
+def test_doc_checks_the_output_path_before_uploading(pdf_file, tmp_path):
+    result = runner.invoke(app, ["doc", str(pdf_file), "--out", "/nonexistent/x.json", "--url", NO_SERVER])
+    assert_one_line_error(result, 2, "--out /nonexistent/x.json: the directory /nonexistent does not exist")
+    result = runner.invoke(app, ["doc", str(pdf_file), "--out", str(tmp_path), "--url", NO_SERVER])
+    assert_one_line_error(result, 2, "is a directory")
+
+
+def test_doc_with_a_missing_input_file_says_so_in_one_line(tmp_path):
+    result = runner.invoke(app, ["doc", str(tmp_path / "nope.pdf"), "--url", NO_SERVER])
+    assert_one_line_error(result, 2, "nope.pdf: no such file")
+
+
+def test_doc_without_a_server_fails_in_one_line_after_the_checks(pdf_file, facts_schema, tmp_path):
+    out = tmp_path / "result.json"
+    result = runner.invoke(app, ["doc", str(pdf_file), "--schema", str(facts_schema), "--out", str(out), "--url",
+                                 NO_SERVER])  # fmt: skip
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot reach the server" in errors[0] and "Traceback" not in result.output
+    assert not out.exists()
+
+
+@pytest.mark.e2e
+def test_doc_reports_the_job_id_before_the_first_progress(server, pdf_file):
+    import httpx
+
+    from vlserve.documents.client import run_remote
+    from vlserve.documents.intake import Submission
+
+    class Seen(Exception):
+        pass
+
+    events: list[tuple[str, object]] = []
+
+    def progress(done: int, total: int) -> None:
+        events.append(("progress", done))
+        raise Seen  # the user walks away after the first report: the job id must already be known
+
+    with pytest.raises(Seen):
+        run_remote(server.url, [pdf_file], Submission(), on_progress=progress,
+                   on_accepted=lambda job_id: events.append(("accepted", job_id)))  # fmt: skip
+    (kind, job_id), *_ = events
+    assert kind == "accepted" and [k for k, _ in events] == ["accepted", "progress"]
+    status = httpx.get(f"{server.url}/v1/documents/{job_id}", timeout=10)
+    assert status.status_code == 200  # a user can come back to it with that id
+    httpx.delete(f"{server.url}/v1/documents/{job_id}", timeout=10)  # leave the shared server idle
+
+
+# --- what the client says when the server refuses -------------------------------------------------
+
+
+def refusal(status: int, body: object = None, headers: dict[str, str] | None = None):
+    import httpx
+
+    request = httpx.Request("POST", "http://127.0.0.1:8080/v1/documents")
+    response = httpx.Response(status, json=body, headers=headers, request=request)
+    return httpx.HTTPStatusError("refused", request=request, response=response)
+
+
+def envelope(message: str) -> dict:
+    return {"error": {"message": message, "type": "x", "param": None, "code": None}}
+
+
+def test_client_failures_are_one_line_with_what_to_do():
+    import httpx
+
+    from vlserve.client import describe_failure
+
+    no_key = describe_failure(refusal(401, envelope("missing API key")))
+    assert no_key.startswith("HTTP 401: missing API key") and "VLSERVE_API_KEY" in no_key
+    busy = describe_failure(refusal(429, envelope("queue full"), {"Retry-After": "3"}))
+    assert busy == "HTTP 429: queue full (retry after 3 s)"
+    assert describe_failure(refusal(502, "not an envelope")) == "HTTP 502"
+    assert "did not answer in time" in describe_failure(httpx.ReadTimeout("slow"))
+    assert describe_failure(PermissionError(13, "Permission denied", "/root/x.png")) == "permission denied: /root/x.png"
+    assert describe_failure(ValueError("two\nlines")) == "two lines"
+
+
+# --- --help shows every default ---------------------------------------------------------------------
+
+
+def option_lines(command: list[str]) -> list[str]:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "250"}, terminal_width=250)
+    assert result.exit_code == 0, result.output
+    return [line for line in result.output.splitlines() if line.lstrip("│ ").startswith("--")]
+
+
+def test_serve_help_shows_every_options_default_from_the_settings():
+    from vlserve.settings import Settings
+
+    lines = [line for line in option_lines(["serve"]) if "--help" not in line]
+    assert len(lines) >= 15
+    for line in lines:
+        assert "[default: " in line, line
+    text = "\n".join(lines)
+    defaults = Settings.model_fields
+    for name in ("host", "port", "engine", "max_batch_size"):
+        assert f"[default: {defaults[name].default}]" in text
+    assert "Listen address" in text and "Listen address ." not in text
+
+
+@pytest.mark.parametrize("command", [["ask"], ["doc"]])
+def test_client_help_shows_the_default_of_every_option_that_takes_a_value(command):
+    for line in option_lines(command):
+        if "[required]" in line or any(flag in line for flag in ("--help", "--local", "--api-key")):
+            continue  # a required option, a flag, or a secret read from the environment
+        assert "[default: " in line, line
+
+
+def test_top_level_help_lists_the_commands():
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"}, terminal_width=200)
+    assert result.exit_code == 0
+    for name in ("serve", "ask", "doc", "demo"):
+        assert name in result.output

@@ -7,13 +7,21 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from vlserve import __version__
-from vlserve.api import chat, completions, documents, health, models, unserved, vision
+from vlserve.api import chat, completions, docs, documents, health, models, unserved, vision
+from vlserve.api.body_limit import BodyLimitMiddleware
+from vlserve.api.cors import cors_options
 from vlserve.api.errors import install_error_handlers
+from vlserve.api.methods import HeadMiddleware
+from vlserve.api.openapi import install_openapi
 from vlserve.engine import Engine
 from vlserve.observability.request_id import RequestIdMiddleware
 from vlserve.runtime import open_runtime
+from vlserve.security.audit import AuditMiddleware
+from vlserve.security.auth import AuthMiddleware
+from vlserve.security.quotas import QuotaMiddleware
 from vlserve.settings import Settings
 
 
@@ -30,15 +38,28 @@ def build_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await loading
 
-    app = FastAPI(title="vlserve", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="vlserve",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,  # served by api/docs.py with local assets
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs else None,
+    )
     # Pure-ASGI middleware, innermost first (each add_middleware wraps the ones before it).
-    # [slot: quotas]
-    # [slot: auth]
-    # [slot: audit]
-    # [slot: request limits]
-    # [slot: head and cors]
+    app.add_middleware(QuotaMiddleware)  # inside auth: limits the key auth found
+    app.add_middleware(AuthMiddleware, settings=settings)
+    app.add_middleware(BodyLimitMiddleware, settings=settings)  # bodies counted as they arrive
+    app.add_middleware(HeadMiddleware)  # HEAD runs the GET, without its body
+    # Outside auth, the body limit and HEAD: refused requests (401, 413) are recorded, HEAD as HEAD.
+    app.add_middleware(AuditMiddleware, settings=settings)
+    if (cors := cors_options(settings)) is not None:  # outside the rest: preflights are answered first
+        app.add_middleware(CORSMiddleware, **cors)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     for module in (chat, completions, vision, documents, models, health, unserved):
         app.include_router(module.router)
+    if settings.docs:
+        app.include_router(docs.router)
+    install_openapi(app, settings)
     return app

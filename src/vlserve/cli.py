@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from vlserve.cli_keys import audit_command, keys_app
 from vlserve.settings import Settings
 
 app = typer.Typer(help="vlserve: serve Qwen-VL vision-language models.", no_args_is_help=True, add_completion=False)
@@ -18,7 +19,24 @@ demo_app = typer.Typer(help="The bundled demo model.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 console = Console(stderr=True, soft_wrap=True)
 
-ModelOpt = Annotated[Path | None, typer.Option("--model", help="Local checkpoint directory.", show_default=False)]
+
+def _help(text: str, default: str) -> str:
+    """``text`` and ``[default: …]``, escaped for rich markup when typer renders help with rich (else the
+    brackets would be eaten as a markup tag and print as "Listen address .")."""
+    from typer.core import HAS_RICH
+
+    shown = f"[default: {default}]"
+    return f"{text} {escape(shown) if HAS_RICH else shown}"
+
+
+def _default(name: str) -> str:
+    """The default of setting ``name`` as --help shows it: read from Settings, so help and server agree."""
+    return str(Settings.model_fields[name].get_default(call_default_factory=True))
+
+
+ModelOpt = Annotated[
+    Path | None, typer.Option("--model", help=_help("Local checkpoint directory.", "the bundled demo model"))
+]
 
 
 def _problems(exc: ValueError) -> str:
@@ -75,42 +93,74 @@ def check_vllm(settings: Settings) -> None:
         raise typer.Exit(2)
 
 
+def check_redis(url: str) -> None:
+    """The rate limits' Redis (VLSERVE_REDIS_URL) must answer before the server starts; else one line."""
+    from vlserve.errors import VLServeError
+    from vlserve.security.ratelimit_redis import check_reachable
+
+    try:
+        check_reachable(url)
+    except VLServeError as exc:
+        console.print(f"[red]cannot serve:[/red] {escape(exc.message)}", highlight=False)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def serve(
-    model: ModelOpt = None,
-    host: Annotated[str | None, typer.Option(help="Listen address \\[default: 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port \\[default: 8080].")] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help=_help("Local checkpoint directory.", "the bundled demo model"))
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help=_help("Listen address; any but loopback turns API keys on.", _default("host")))
+    ] = None,
+    port: Annotated[int | None, typer.Option(help=_help("Port.", _default("port")))] = None,
     engine: Annotated[
         str | None,
-        typer.Option(help="transformers (in-process), vllm (managed child) or remote \\[default: transformers]."),
+        typer.Option(help=_help("transformers (in-process), vllm (managed child) or remote.", _default("engine"))),
     ] = None,
-    max_batch_size: Annotated[int | None, typer.Option(help="Requests batched together \\[default: 4].")] = None,
-    served_model_name: Annotated[str | None, typer.Option(help="Model id clients send.")] = None,
+    max_batch_size: Annotated[
+        int | None, typer.Option(help=_help("Requests batched together.", _default("max_batch_size")))
+    ] = None,
+    served_model_name: Annotated[
+        str | None, typer.Option(help=_help("Model id clients send.", "the checkpoint directory name"))
+    ] = None,
     max_model_len: Annotated[
-        int | None, typer.Option(help="Context limit \\[default: the model's; vllm: 32768].")
+        int | None, typer.Option(help=_help("Context limit.", "the model's; vllm: 32768; remote: the upstream's"))
     ] = None,
     upstream: Annotated[
-        str | None, typer.Option(help="remote: upstream OpenAI base URLs, comma-separated (http://vllm:8000/v1).")
+        str | None,
+        typer.Option(help=_help("remote: upstream OpenAI base URLs, comma-separated (http://vllm:8000/v1).", "none")),
     ] = None,
-    upstream_model: Annotated[str | None, typer.Option(help="remote: the upstream's model name.")] = None,
+    upstream_model: Annotated[
+        str | None, typer.Option(help=_help("remote: the upstream's model name.", "the first model it lists"))
+    ] = None,
     upstream_api_key: Annotated[
-        str | None, typer.Option(help="remote: bearer token for the upstream (or VLSERVE_UPSTREAM_API_KEY).")
+        str | None,
+        typer.Option(help=_help("remote: bearer token for the upstream (or VLSERVE_UPSTREAM_API_KEY).", "none")),
     ] = None,
-    tensor_parallel_size: Annotated[int | None, typer.Option(help="vllm: GPUs per model \\[default: 1].")] = None,
+    tensor_parallel_size: Annotated[
+        int | None, typer.Option(help=_help("vllm: GPUs per model.", _default("vllm_tensor_parallel_size")))
+    ] = None,
     expert_parallel: Annotated[
-        bool | None, typer.Option("--expert-parallel/--no-expert-parallel", help="vllm: expert parallel for MoE.")
+        bool | None,
+        typer.Option("--expert-parallel/--no-expert-parallel", help=_help("vllm: expert parallel for MoE.", "off")),
     ] = None,
     gpu_memory_utilization: Annotated[
-        float | None, typer.Option(help="vllm: share of GPU memory \\[default: 0.9].")
+        float | None,
+        typer.Option(help=_help("vllm: share of GPU memory.", _default("vllm_gpu_memory_utilization"))),
     ] = None,
-    quantization: Annotated[str | None, typer.Option(help="vllm: --quantization, e.g. fp8.")] = None,
-    vllm_args: Annotated[str | None, typer.Option(help="vllm: extra arguments for vllm serve, shell-quoted.")] = None,
+    quantization: Annotated[
+        str | None, typer.Option(help=_help("vllm: --quantization, e.g. fp8.", "none (the checkpoint's)"))
+    ] = None,
+    vllm_args: Annotated[
+        str | None, typer.Option(help=_help("vllm: extra arguments for vllm serve, shell-quoted.", "none"))
+    ] = None,
 ) -> None:
     """Start the HTTP server (OpenAI-compatible API, /v1/chat/vision, documents, health probes)."""
-    import uvicorn
-
     from vlserve.app import build_app
     from vlserve.observability.logging import configure_logging
+    from vlserve.server import BindError, bind
+    from vlserve.server import serve as run_server
 
     settings = _settings(
         model=model,
@@ -130,26 +180,30 @@ def serve(
         vllm_args=vllm_args,
     )
     configure_logging(settings.log_level)
-    if settings.engine == "remote":
-        if settings.model is not None:
-            ensure_model(settings)
-        target = f"{len(settings.upstream)} upstream(s)"
-    else:
-        if settings.engine == "vllm":
-            check_vllm(settings)
-        target = str(ensure_model(settings))
-    name = settings.model_name() or "the upstream's model"
-    console.print(
-        f"serving [bold]{name}[/bold] ({settings.engine}) from {target} on http://{settings.host}:{settings.port}"
-    )
-    config = uvicorn.Config(
-        build_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
-    )
-    uvicorn.Server(config).run()
+    try:  # the port first: a server that cannot listen touches no model, database or job
+        sockets = bind(settings.host, settings.port)
+    except BindError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    try:
+        if settings.redis_url:
+            check_redis(settings.redis_url)
+        if settings.engine == "remote":
+            if settings.model is not None:
+                ensure_model(settings)
+            target = f"{len(settings.upstream)} upstream(s)"
+        else:
+            if settings.engine == "vllm":
+                check_vllm(settings)
+            target = str(ensure_model(settings))
+        name = settings.model_name() or "the upstream's model"
+        console.print(
+            f"serving [bold]{name}[/bold] ({settings.engine}) from {target} on http://{settings.host}:{settings.port}"
+        )
+        run_server(settings, build_app(settings), sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @app.command()
@@ -159,8 +213,10 @@ def ask(
     url: Annotated[str, typer.Option(help="Server base URL.")] = "http://127.0.0.1:8080",
     local: Annotated[bool, typer.Option("--local", help="Run the model in this process, no server.")] = False,
     model: ModelOpt = None,
-    max_tokens: Annotated[int | None, typer.Option(help="Completion limit.")] = None,
-    temperature: Annotated[float | None, typer.Option(help="0 for greedy.")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help=_help("Completion limit.", "the server's, VLSERVE_DEFAULT_MAX_TOKENS"))
+    ] = None,
+    temperature: Annotated[float | None, typer.Option(help=_help("0 for greedy.", "the model's"))] = None,
     api_key: Annotated[
         str | None, typer.Option(envvar="VLSERVE_API_KEY", help="Bearer token, if the server needs one.")
     ] = None,
@@ -185,11 +241,15 @@ def ask(
 
 @app.command()
 def doc(
-    files: Annotated[list[Path], typer.Argument(help="One PDF, or image files (one page each).", exists=True)],
-    schema: Annotated[Path | None, typer.Option(help="JSON Schema file: each page answers JSON under it.")] = None,
-    prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="Instead of the default prompt.")] = None,
-    pages: Annotated[str | None, typer.Option(help='Page range, e.g. "1-5,8".')] = None,
-    out: Annotated[Path | None, typer.Option(help="Write the result JSON here \\[default: stdout].")] = None,
+    files: Annotated[list[Path], typer.Argument(help="One PDF, or image files (one page each).", show_default=False)],
+    schema: Annotated[
+        Path | None, typer.Option(help=_help("JSON Schema file: each page answers JSON under it.", "text per page"))
+    ] = None,
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", "-p", help=_help("Instead of the default prompt.", "the server's"))
+    ] = None,
+    pages: Annotated[str | None, typer.Option(help=_help('Page range, e.g. "1-5,8".', "every page"))] = None,
+    out: Annotated[Path | None, typer.Option(help=_help("Write the result JSON here.", "stdout"))] = None,
     url: Annotated[str, typer.Option(help="Server base URL.")] = "http://127.0.0.1:8080",
     local: Annotated[bool, typer.Option("--local", help="Run the model in this process, no server.")] = False,
     model: ModelOpt = None,
@@ -203,11 +263,17 @@ def doc(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from vlserve.client import describe_failure
-    from vlserve.documents.client import run_local, run_remote
+    from vlserve.documents.client import InputError, check_inputs, run_local, run_remote
     from vlserve.documents.intake import Submission
 
-    form = Submission(prompt=prompt, json_schema=schema.read_text() if schema else None, pages=pages)
+    try:  # everything that can be checked here is, before any upload
+        schema_text = check_inputs(files, schema, out)
+    except InputError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    form = Submission(prompt=prompt, json_schema=schema_text, pages=pages)
     columns = (TextColumn("pages"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    job = ""
     try:
         with Progress(*columns, console=console) as bar:
             task = bar.add_task("pages", total=None)
@@ -215,13 +281,24 @@ def doc(
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
+            def accepted(job_id: str) -> None:
+                nonlocal job
+                job = f"{url.rstrip('/')}/v1/documents/{job_id}"
+                console.print(f"job {job_id} accepted: {job}", highlight=False)
+
             if local:
                 settings = _settings(model=model)
                 logging.basicConfig(level=logging.WARNING)
                 ensure_model(settings)
                 result = asyncio.run(run_local(settings, files, form, on_progress=progress))
             else:
-                result = run_remote(url, files, form, on_progress=progress, api_key=api_key)
+                result = run_remote(url, files, form, on_progress=progress, api_key=api_key, on_accepted=accepted)
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        where = f"; the job goes on: {job} (DELETE it to cancel)" if job else ""
+        console.print(f"[yellow]interrupted[/yellow]{escape(where)}", highlight=False)
+        raise typer.Exit(130) from None
     except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not dump tracebacks
         console.print(f"[red]error:[/red] {escape(describe_failure(exc))}", highlight=False)
         raise typer.Exit(1) from exc
@@ -229,7 +306,12 @@ def doc(
     if out is None:
         print(text)
     else:
-        out.write_text(text + "\n")
+        try:
+            out.write_text(text + "\n")
+        except OSError as exc:
+            kept = f"; the result stays on the server: {job}/result" if job else ""
+            console.print(f"[red]error:[/red] {escape(describe_failure(exc) + kept)}", highlight=False)
+            raise typer.Exit(1) from None
         console.print(f"result written to {out}")
     failed = [p for p in result["pages"] if p["status"] == "failed"]
     for page in failed:
@@ -296,6 +378,9 @@ def demo_eval(
     n: Annotated[int, typer.Option(help="Fresh charts; each is asked every question type.")] = 50,
     seed: Annotated[int, typer.Option(help="Which held-out charts (never used in training).")] = 0,
     check: Annotated[bool, typer.Option(help="Exit 1 when a target is missed.")] = False,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="VLSERVE_API_KEY", help="Bearer token, if the server needs one.")
+    ] = None,
 ) -> None:
     """Score a server on fresh held-out charts through the HTTP API, per question type."""
     from rich.progress import Progress
@@ -306,7 +391,7 @@ def demo_eval(
 
     with Progress(console=console) as bar:
         task = bar.add_task("asking", total=n * len(QUESTION_TYPES))
-        scores = asyncio.run(evaluate(url, n=n, seed=seed, on_answer=lambda: bar.advance(task)))
+        scores = asyncio.run(evaluate(url, n=n, seed=seed, on_answer=lambda: bar.advance(task), api_key=api_key))
     table = Table("question type", "asked", "correct", "accuracy", "target")
     for name, score in scores.items():
         target = TARGETS.get(name)
@@ -320,6 +405,9 @@ def demo_eval(
     if check and not meets_targets(scores):
         raise typer.Exit(1)
 
+
+app.add_typer(keys_app, name="keys")
+app.command("audit")(audit_command)
 
 if __name__ == "__main__":
     app()

@@ -28,18 +28,51 @@ def image_part(source: str) -> dict:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def describe_failure(exc: Exception) -> str:
+_HINTS = {
+    401: "set VLSERVE_API_KEY (or pass --api-key) to a key from `vlserve keys create`",
+    403: "the API key lacks the scope this needs (see `vlserve keys list`)",
+}
+
+
+def _http_failure(response: httpx.Response) -> str:
+    """``HTTP <status>: <the server's message>``, with what to do about it where that is known."""
+    status = response.status_code
+    try:
+        text = f"HTTP {status}: {response.json()['error']['message']}"
+    except (ValueError, KeyError, TypeError):
+        text = f"HTTP {status}"
+    if status in _HINTS:
+        text += f" ({_HINTS[status]})"
+    retry = response.headers.get("Retry-After")
+    if status in (429, 503) and retry:
+        text += f" (retry after {retry} s)"
+    return text
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for a CLI user: what went wrong, never a traceback."""
     if isinstance(exc, httpx.HTTPStatusError):
-        try:
-            return f"HTTP {exc.response.status_code}: {exc.response.json()['error']['message']}"
-        except (ValueError, KeyError, TypeError):
-            return f"HTTP {exc.response.status_code}"
+        return _http_failure(exc.response)
     if isinstance(exc, httpx.ConnectError):
         return f"cannot reach the server ({exc}); start it with `vlserve serve` or pass --local"
+    if isinstance(exc, httpx.TimeoutException):
+        return "the server did not answer in time; it may be overloaded, try again later"
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return f"invalid server URL: {exc}"
+    if isinstance(exc, httpx.HTTPError):
+        return f"the connection to the server failed ({type(exc).__name__}: {exc})"
     if isinstance(exc, FileNotFoundError):
         return f"no such file: {exc.filename}"
+    if isinstance(exc, IsADirectoryError):
+        return f"{exc.filename} is a directory, not a file"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    if isinstance(exc, json.JSONDecodeError):
+        return "the server's answer is not JSON; is --url a vlserve server?"
     message = getattr(exc, "message", None) or str(exc)
-    return message or type(exc).__name__
+    return " ".join(str(message).split()) or type(exc).__name__
 
 
 def ask_remote(

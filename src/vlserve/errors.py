@@ -9,6 +9,7 @@ with paths and memory addresses stripped, so nothing internal leaks to the clien
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -166,17 +167,37 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _PATH = re.compile(r"(?<![\w:/.])/(?:[\w.\-]+/)+[\w.\-]*")
 
 
-def sanitize_message(message: str) -> str:
-    """Strip memory addresses and filesystem paths from a message bound for a client."""
-    message = _ADDRESS.sub("", message)
-    return _PATH.sub("<path>", message)
+def _scrub(text: str) -> str:
+    return _PATH.sub("<path>", _ADDRESS.sub("", text))
 
 
-def error_body(exc: VLServeError) -> dict[str, Any]:
-    """The OpenAI error envelope for ``exc``."""
+def sanitize_message(message: str, verbatim: Sequence[str] = ()) -> str:
+    """Strip memory addresses and filesystem paths from a message bound for a client.
+
+    ``verbatim`` names text the client itself sent (a URL path): it is kept as is wherever it occurs,
+    while the rest of the message is still scrubbed. Pass it already shortened (see :func:`shorten`).
+    """
+    kept = sorted({text for text in verbatim if text}, key=len, reverse=True)
+    if not kept:
+        return _scrub(message)
+    parts, last = [], 0
+    for match in re.finditer("|".join(map(re.escape, kept)), message):
+        parts += [_scrub(message[last : match.start()]), match.group()]
+        last = match.end()
+    parts.append(_scrub(message[last:]))
+    return "".join(parts)
+
+
+def shorten(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters (with an ellipsis), for echoing client input in a message."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def error_body(exc: VLServeError, verbatim: Sequence[str] = ()) -> dict[str, Any]:
+    """The OpenAI error envelope for ``exc``; ``verbatim``: client-given text its message may keep."""
     return {
         "error": {
-            "message": sanitize_message(exc.message),
+            "message": sanitize_message(exc.message, verbatim),
             "type": exc.error_type,
             "param": exc.param,
             "code": exc.code,

@@ -6,17 +6,25 @@ and a one-off command run the same parts wired the same way.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import sessionmaker
 
 from vlserve.documents.service import DocumentService
 from vlserve.engine import Engine, build_engine
 from vlserve.errors import ServerError, sanitize_message
 from vlserve.media import ImageFetcher, MediaLoader
+from vlserve.security.audit import AuditStore, purge_periodically
+from vlserve.security.keys import KeyStore
+from vlserve.security.quotas import OwnerQuota
+from vlserve.security.ratelimit import Limiter, LocalLimiter, open_limiter
 from vlserve.service import GenerationService
 from vlserve.settings import Settings
+from vlserve.store.db import make_engine, make_sessions, migrate
 
 log = logging.getLogger("vlserve")
 
@@ -26,8 +34,12 @@ class Runtime:
     settings: Settings
     engine: Engine
     generation: GenerationService
+    keys: KeyStore
     documents: DocumentService | None = None
+    audit: AuditStore | None = None  # None: audit records are off (VLSERVE_AUDIT=0)
     load_error: str | None = None  # why the engine failed to start, sanitised for the health probes
+    limiter: Limiter = field(default_factory=LocalLimiter)  # per-key limits: in-process, or Redis (redis_url)
+    draining: bool = False  # SIGTERM: no new work; the document worker claims no new page
 
     async def load(self) -> bool:
         """Start the engine (load and warm up), then the document worker; False if the engine failed."""
@@ -37,9 +49,28 @@ class Runtime:
             self.load_error = sanitize_message(str(exc)) or type(exc).__name__
             log.exception("loading the model failed")
             return False
-        if self.documents is not None:
+        if self.documents is not None and not self.draining:
             await self.documents.start_worker()
         return True
+
+    def stop_taking_work(self, deadline: float) -> None:
+        """Draining (SIGTERM): the document worker claims no new page (or is never started); the pages in
+        hand may finish until ``deadline`` (event-loop time) and the rest are handed back when it stops."""
+        self.draining = True
+        if self.documents is not None and self.documents.runner is not None:
+            self.documents.runner.stop_claiming(deadline)
+
+
+@contextlib.asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[sessionmaker]:
+    """Sessions on the configured database, migrated to the newest schema first (once, before any store)."""
+    url = settings.database()
+    await asyncio.to_thread(migrate, url)
+    db = make_engine(url)
+    try:
+        yield make_sessions(db)
+    finally:
+        db.dispose()
 
 
 @contextlib.asynccontextmanager
@@ -50,22 +81,38 @@ async def open_runtime(
     the background); with ``load``, it is started first and a failure raises (the CLI's ``--local``)."""
     served = engine or build_engine(settings)
     try:
-        async with ImageFetcher(
-            timeout=settings.url_fetch_timeout,
-            max_redirects=settings.url_max_redirects,
-            max_bytes=settings.max_image_bytes,
-            allowlist=settings.url_allowlist,
-        ) as fetcher:
+        async with (
+            open_database(settings) as sessions,
+            ImageFetcher(
+                timeout=settings.url_fetch_timeout,
+                max_redirects=settings.url_max_redirects,
+                max_bytes=settings.max_image_bytes,
+                allowlist=settings.url_allowlist,
+            ) as fetcher,
+            open_limiter(settings) as limiter,
+        ):
             generation = GenerationService(
                 served, MediaLoader(fetcher, settings.image_limits()), max_images=settings.max_images_per_request
             )
-            jobs = await DocumentService.open(settings, generation) if documents else None
-            runtime = Runtime(settings, served, generation, jobs)
+            keys = KeyStore(sessions, settings)
+            quota = OwnerQuota(limiter, keys.principal)
+            jobs = DocumentService(settings, generation, sessions=sessions, quota=quota) if documents else None
+            audit = AuditStore(sessions)
+            runtime = Runtime(
+                settings, served, generation, keys, jobs,
+                audit=audit if settings.audit else None, limiter=limiter,
+            )  # fmt: skip
+            purging = asyncio.create_task(
+                purge_periodically(audit, settings.audit_retention_days), name="vlserve-audit-purge"
+            )
             try:
                 if load and not await runtime.load():
                     raise ServerError(f"the model could not be loaded: {runtime.load_error}")
                 yield runtime
             finally:
+                purging.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purging
                 if jobs is not None:
                     await jobs.close()
     finally:

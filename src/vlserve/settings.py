@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import secrets
 import shlex
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vlserve.media.limits import ImageLimits
@@ -41,6 +43,7 @@ class Settings(BaseSettings):
     """Every knob of `vlserve serve`. Each field is also the env var ``VLSERVE_<NAME>``."""
 
     model_config = SettingsConfigDict(env_prefix="VLSERVE_", extra="ignore")
+    _worker_suffix: str = PrivateAttr(default_factory=lambda: f"{os.getpid()}-{secrets.token_hex(4)}")
 
     # --- model and engine -------------------------------------------------------------------
     model: Path | None = Field(
@@ -160,7 +163,9 @@ class Settings(BaseSettings):
     )
     document_poll_s: float = Field(default=1.0, gt=0, description="How often an idle worker looks for pages.")
     worker_id: str | None = Field(
-        default=None, description="Stable name of this server in the job table; default host:port (see docs)."
+        default=None,
+        description="Readable prefix of this server's name in the job table (default host:port); each process "
+        "adds its own suffix, so two processes never share a name.",
     )
     webhook_secret: str | None = Field(
         default=None, description="HMAC key for webhook signatures; unset: a random secret per job, returned once."
@@ -198,6 +203,12 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(
         default=None, description="Redis URL (redis://host:6379/0) for rate limits shared by several servers."
+    )
+    redis_prefix: str = Field(
+        default="vlserve:ratelimit:",
+        min_length=1,
+        description="Prefix of the rate-limit keys in Redis; deployments sharing one Redis but not their limits "
+        "need different ones.",
     )
     default_requests_per_minute: int = Field(
         default=0, ge=0, description="Per key, unless the key sets its own; 0: none."
@@ -340,7 +351,11 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_dir / 'vlserve.db'}"
 
     def worker_name(self) -> str:
-        return self.worker_id or f"{socket.gethostname()}:{self.port}"
+        """This process's name in the job table: the readable prefix, then the pid and a random suffix, fixed
+        per Settings object. Unique per process, so a second server (same port, same VLSERVE_WORKER_ID, a
+        container with the same pid) never mistakes another process's pages for its own."""
+        prefix = (self.worker_id or f"{socket.gethostname()}:{self.port}")[:96]
+        return f"{prefix}/{self._worker_suffix}"
 
     def page_concurrency(self) -> int:
         return self.document_concurrency or self.max_batch_size

@@ -39,6 +39,7 @@ class FakeEngine:
         self._start_ready = ready
         self._ready = False
         self.cancelled = 0
+        self.max_inflight = 64  # the admission capacity it reports
         self.outputs: list[OutputFormat] = []  # every output format the service asked to enforce
 
     @property
@@ -48,6 +49,10 @@ class FakeEngine:
     @property
     def ready(self) -> bool:
         return self._ready
+
+    @property
+    def capacity(self) -> int:
+        return self.max_inflight
 
     def status(self) -> EngineStatus:
         return EngineStatus(detail=None if self._ready else "loading the model")

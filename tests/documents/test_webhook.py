@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import socket
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -23,14 +24,16 @@ from vlserve.documents.webhook import (
     EVENT_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    BlockingResolver,
     DeliveryResult,
     WebhookSender,
     check_webhook_url,
     sign,
     verify,
 )
-from vlserve.errors import ClientError, URLRefusedError
+from vlserve.errors import ClientError, ServiceUnavailableError, URLRefusedError
 from vlserve.media import parse_allowlist
+from vlserve.media.address_guard import is_resolution_allowed
 from vlserve.media.guarded_transport import Resolver, resolve
 
 SECRET = "whsec_test_0123456789"
@@ -105,7 +108,7 @@ def test_an_empty_secret_is_refused() -> None:
     assert not verify("", "1", sign("x", 1, b"{}"), b"{}", now=1)
 
 
-# --- submission-time URL check (pure: no DNS, no connection) -------------------------------------
+# --- submission-time URL check: the URL itself (pure: no DNS, no connection) --------------------
 
 
 @pytest.mark.parametrize(
@@ -117,6 +120,7 @@ def test_an_empty_secret_is_refused() -> None:
         ("http://10.0.0.1/hook", URLRefusedError, "'10.0.0.1'"),
         ("http://169.254.169.254/latest/meta-data/", URLRefusedError, "'169.254.169.254'"),
         ("http://[::ffff:10.0.0.1]/hook", URLRefusedError, "non-public address"),
+        ("http://[fd00:ec2::254]/latest/meta-data/", URLRefusedError, "non-public address"),
         ("not a url at all", ClientError, "webhook URL"),
     ],
 )
@@ -137,10 +141,158 @@ def test_loopback_is_accepted_only_when_allowlisted(no_network: None) -> None:
     assert "VLSERVE_URL_ALLOWLIST" in info.value.message
 
 
-def test_host_names_are_left_to_delivery_time(no_network: None) -> None:
-    assert check_webhook_url("https://hooks.example.com/vlserve", parse_allowlist([])) == (
-        "https://hooks.example.com/vlserve"
-    )
+# --- submission-time URL check: the host's addresses (resolver faked, except "localhost") --------
+
+
+def answering(*addresses: str) -> tuple[BlockingResolver, list[tuple[str, int]]]:
+    """A resolver answering ``addresses`` for any host, and the (host, port) lookups it was asked."""
+    asked: list[tuple[str, int]] = []
+
+    def resolver(host: str, port: int) -> list[str]:
+        asked.append((host, port))
+        return list(addresses)
+
+    return resolver, asked
+
+
+@pytest.mark.parametrize(
+    ("addresses", "allowed"),
+    [
+        (["8.8.8.8"], True),
+        (["2001:4860:4860::8888"], True),
+        (["::ffff:8.8.8.8"], True),
+        (["8.8.8.8", "2001:4860:4860::8888"], True),
+        (["127.0.0.1"], False),
+        (["127.8.9.10"], False),
+        (["::1"], False),
+        (["10.0.0.1"], False),
+        (["172.16.5.4"], False),
+        (["192.168.1.1"], False),
+        (["100.64.0.1"], False),  # carrier-grade NAT
+        (["169.254.169.254"], False),  # cloud metadata
+        (["fd00:ec2::254"], False),  # AWS metadata, IPv6
+        (["fe80::1"], False),
+        (["fe80::1%eth0"], False),
+        (["fc00::1"], False),
+        (["::ffff:127.0.0.1"], False),  # mapped IPv6
+        (["::ffff:169.254.169.254"], False),
+        (["64:ff9b::a00:1"], False),  # NAT64 of 10.0.0.1
+        (["2002:a00:1::"], False),  # 6to4 of 10.0.0.1
+        (["0.0.0.0"], False),
+        (["::"], False),
+        (["224.0.0.1"], False),
+        (["255.255.255.255"], False),
+        (["not an address"], False),
+        (["8.8.8.8", "127.0.0.1"], False),
+        ([], False),
+    ],
+)
+def test_which_resolved_addresses_a_webhook_may_reach(no_network: None, addresses: list[str], allowed: bool) -> None:
+    assert is_resolution_allowed("hooks.example.com", addresses, parse_allowlist([])) is allowed
+
+
+def test_the_allowlist_admits_networks_and_names_in_the_address_decision(no_network: None) -> None:
+    allowlist = parse_allowlist(["10.0.0.0/8", "hooks.internal"])
+    assert is_resolution_allowed("a.example", ["10.2.3.4"], allowlist)
+    assert is_resolution_allowed("a.example", ["::ffff:10.2.3.4"], allowlist)
+    assert not is_resolution_allowed("a.example", ["10.2.3.4", "192.168.0.1"], allowlist)
+    assert is_resolution_allowed("HOOKS.internal.", ["192.168.0.1"], allowlist)
+
+
+def test_a_host_name_resolving_to_public_addresses_is_accepted(no_network: None) -> None:
+    resolver, asked = answering("93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c")
+    url = "https://hooks.example.com/vlserve"
+    assert check_webhook_url(url, parse_allowlist([]), resolver=resolver) == url
+    assert asked == [("hooks.example.com", 443)]
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [
+        ["127.0.0.1"],
+        ["::1"],
+        ["10.1.2.3"],
+        ["192.168.0.10"],
+        ["169.254.169.254"],  # cloud metadata
+        ["fd00:ec2::254"],  # AWS metadata over IPv6
+        ["fe80::1%eth0"],
+        ["::ffff:127.0.0.1"],
+        ["93.184.215.14", "10.0.0.1"],  # one private answer refuses it all: the connection may use any
+        [],
+    ],
+)
+def test_a_host_name_resolving_to_a_refused_address_is_refused_at_submission(
+    no_network: None, addresses: list[str]
+) -> None:
+    resolver, _ = answering(*addresses)
+    with pytest.raises(URLRefusedError) as info:
+        check_webhook_url("http://hooks.example.com:8081/hook", parse_allowlist([]), resolver=resolver)
+    assert info.value.status_code == 403 and info.value.param == "webhook_url"
+    assert "webhook URL host 'hooks.example.com' resolves to a non-public address" in info.value.message
+    assert all(address not in info.value.message for address in addresses)  # the network's layout is not told
+
+
+def test_the_allowlist_is_respected_at_submission(no_network: None) -> None:
+    resolver, asked = answering("10.1.2.3")
+    url = "http://hooks.internal/hook"
+    assert check_webhook_url(url, parse_allowlist(["10.0.0.0/8"]), resolver=resolver) == url
+    assert check_webhook_url(url, parse_allowlist(["hooks.internal"]), resolver=resolver) == url
+    assert asked == [("hooks.internal", 80)]  # a host allowlisted by name is not looked up
+
+
+def test_localhost_is_refused_at_submission_by_the_real_resolver() -> None:
+    with pytest.raises(URLRefusedError) as info:
+        check_webhook_url("http://localhost:8081/hook", parse_allowlist([]))
+    assert "'localhost' resolves to a non-public address" in info.value.message
+    assert check_webhook_url("http://localhost:8081/hook", parse_allowlist(["127.0.0.0/8", "::1"]))
+
+
+def test_a_host_that_does_not_resolve_is_a_client_error(no_network: None) -> None:
+    def unknown(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    with pytest.raises(ClientError) as info:
+        check_webhook_url("https://hooks.example.com/x", parse_allowlist([]), resolver=unknown)
+    assert (info.value.status_code, info.value.code, info.value.param) == (400, "unknown_host", "webhook_url")
+    assert "'hooks.example.com' does not resolve" in info.value.message
+
+
+def test_a_slow_lookup_is_bounded_and_answered_503(no_network: None) -> None:
+    release = threading.Event()
+
+    def stuck(host: str, port: int) -> list[str]:
+        release.wait(10)
+        return ["93.184.215.14"]
+
+    started = time.monotonic()
+    try:
+        with pytest.raises(ServiceUnavailableError) as info:
+            check_webhook_url("https://hooks.example.com/x", parse_allowlist([]), resolver=stuck, timeout_s=0.2)
+    finally:
+        release.set()
+    assert time.monotonic() - started < 3
+    assert info.value.status_code == 503 and info.value.headers["Retry-After"]
+    assert "took longer than 0.2 s" in info.value.message
+
+
+def test_a_temporary_lookup_failure_is_503(no_network: None) -> None:
+    def again(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    with pytest.raises(ServiceUnavailableError):
+        check_webhook_url("https://hooks.example.com/x", parse_allowlist([]), resolver=again)
+
+
+def test_delivery_does_not_resolve_before_connecting(no_network: None) -> None:
+    """The sender checks the URL without DNS; its guarded transport resolves (with its own resolver)."""
+    asked: list[str] = []
+
+    async def fake_resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["10.0.0.1"]
+
+    result, _ = deliver("http://hooks.example.com/hook", resolver=fake_resolve)
+    assert asked == ["hooks.example.com"] and not result.delivered
 
 
 # --- delivery to a loopback receiver -------------------------------------------------------------

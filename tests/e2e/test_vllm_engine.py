@@ -124,7 +124,7 @@ def test_a_killed_child_is_restarted_and_sigterm_drains_before_stopping_it(start
     assert any('"finish_reason": "length"' in line for line in rest)
     server.proc.wait(30)
     assert not pid_alive(second["pid"])
-    assert server.log().index("stopping vllm") > server.log().index("Shutting down")
+    assert server.log().index("stopping vllm") > server.log().index("SIGTERM: shutting down")
 
 
 def pid_alive(pid: int) -> bool:

@@ -108,15 +108,15 @@ def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_store_its_resu
     assert store.get("doc_a").pages[0].text == "fresh"
 
 
-def test_renewal_keeps_the_lease_and_a_restart_releases_its_own_pages_at_once(store):
+def test_renewal_keeps_the_lease_and_a_clean_stop_releases_its_own_pages_at_once(store):
     new_job(store, 2)
     page = store.claim("host:8080", lease_s=0.3)
     for _ in range(3):
         time.sleep(0.15)
         assert store.renew("host:8080", lease_s=0.3) == 1
     assert store.claim("other", lease_s=60).page_number == 2, "page 1 is still held"
-    assert store.release_worker("host:8080") == 1  # the same server, started again after a crash
-    assert store.claim("host:8080", lease_s=60).page_id == page.page_id
+    assert store.release_worker("host:8080") == 1  # the server stops cleanly: its page is queued again
+    assert store.claim("next", lease_s=60).page_id == page.page_id
 
 
 def test_a_page_put_back_is_claimed_again_and_only_its_holder_can_put_it_back(store):

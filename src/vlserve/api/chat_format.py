@@ -11,6 +11,7 @@ from vlserve.api.protocol import usage
 from vlserve.engine.base import Delta, TokenLogprob, ToolCall, ToolCallDelta, Usage
 from vlserve.errors import ServerError, VLServeError, error_body
 from vlserve.service import Completion
+from vlserve.service.shutdown import until_shutdown
 
 
 def sse(payload: dict | str) -> str:
@@ -30,9 +31,10 @@ def answer_body(kind: str, answer_id: str, model: str, choice: dict[str, Any], c
 
 async def ending_cleanly(events: AsyncIterator[str], deltas: AsyncIterator[Delta]) -> AsyncIterator[str]:
     """``events``, then ``[DONE]``: an error after the first byte becomes one event in the error envelope,
-    and closing this closes ``deltas`` (cancelling generation)."""
+    and closing this closes ``deltas`` (cancelling generation). A stream still running at the server's
+    shutdown deadline ends the same way, between two events, with the code ``shutting_down``."""
     try:
-        async for event in events:
+        async for event in until_shutdown(events):
             yield event
     except VLServeError as exc:
         yield sse(error_body(exc))

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from vlserve.api.cancellation import cancel_on_disconnect
 from vlserve.api.completion_format import completion_chunks, completion_response
 from vlserve.api.completion_protocol import CompletionRequest
+from vlserve.api.request_limits import LimitsDep, check_prompt
 from vlserve.api.sampling import completion_params
 from vlserve.api.state import GenerationDep, RequestIdDep
 from vlserve.engine.base import EngineRequest
@@ -36,17 +37,18 @@ def _named_prompt() -> Iterator[None]:
 
 @router.post("/v1/completions", response_model=None)
 async def create_completion(
-    body: CompletionRequest, service: GenerationDep, request_id: RequestIdDep, raw: Request
+    body: CompletionRequest, service: GenerationDep, limits: LimitsDep, request_id: RequestIdDep, raw: Request
 ) -> JSONResponse | StreamingResponse:
     """Continue a text prompt."""
     model = service.check_model(body.model)
+    check_prompt(body.prompt, body, limits)
     params = completion_params(body)
     echo = body.prompt if body.echo else ""
     token_ids = body.return_token_ids
-    with _named_prompt():
+    with _named_prompt(), service.admit() as slot:  # admitted before the prompt is tokenised
         prepared = await cancel_on_disconnect(raw, service.prepare(EngineRequest((), prompt=body.prompt)))
         if body.stream:
-            deltas = await cancel_on_disconnect(raw, service.stream(prepared, params))
+            deltas = await cancel_on_disconnect(raw, service.stream(prepared, params, slot))
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             chunks = completion_chunks(
                 deltas, model=model, request_id=request_id, include_usage=include_usage, echo=echo,

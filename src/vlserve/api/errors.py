@@ -9,13 +9,39 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from vlserve.errors import ClientError, NotFoundError, ServerError, VLServeError, error_body
+from vlserve.api.methods import allowed_methods
+from vlserve.errors import ClientError, NotFoundError, ServerError, VLServeError, error_body, shorten
 
 log = logging.getLogger("vlserve.api")
 
 
-def error_response(exc: VLServeError) -> JSONResponse:
-    return JSONResponse(error_body(exc), status_code=exc.status_code, headers=exc.headers)
+def error_response(exc: VLServeError, verbatim: tuple[str, ...] = ()) -> JSONResponse:
+    return JSONResponse(error_body(exc, verbatim), status_code=exc.status_code, headers=exc.headers)
+
+
+def _shown_path(request: Request) -> str:
+    """The path as the client sent it (percent-encoded, so printable), shortened for the message."""
+    raw = request.scope.get("raw_path")
+    return shorten(raw.decode("latin-1") if raw else request.url.path)
+
+
+def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's routing errors as envelopes: 404 and 405 name the method and path, 405 keeps ``Allow``."""
+    path = _shown_path(request)
+    if exc.status_code == 404:
+        return error_response(NotFoundError(f"no route {request.method} {path}"), (path,))
+    if exc.status_code == 405:
+        allowed = allowed_methods(request.app, request.scope)
+        err = ClientError(
+            f"method {request.method} is not allowed on {path}; use {', '.join(allowed) or 'another path'}",
+            code="method_not_allowed",
+        )
+        err.status_code, err.error_type = 405, "invalid_request_error"
+        err.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
+        return error_response(err, (path,))
+    err = ClientError(str(exc.detail), code=f"http_{exc.status_code}", headers=dict(exc.headers or {}))
+    err.status_code = exc.status_code
+    return error_response(err)
 
 
 def _location(loc: tuple) -> str:
@@ -31,6 +57,11 @@ def validation_error(exc: RequestValidationError) -> ClientError:
     first = errors[0] if errors else {"msg": "invalid request", "loc": ()}
     if first.get("type") == "json_invalid":
         return ClientError("the request body is not valid JSON", code="invalid_json")
+    if tuple(first.get("loc", ())) == ("body",):  # no body, or not an object: say what the route takes
+        what = "is missing" if first.get("type") == "missing" else "is not a JSON object"
+        return ClientError(
+            f"the request body {what}; send a JSON object with Content-Type: application/json", code="invalid_json"
+        )
     param = _location(tuple(first.get("loc", ())))
     if first.get("type") == "missing":
         return ClientError(f"'{param}' is required", param=param or None)
@@ -51,12 +82,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 404:
-            err: VLServeError = NotFoundError(f"no route {request.method} {request.url.path}")
-        else:
-            err = ClientError(str(exc.detail), code=f"http_{exc.status_code}")
-            err.status_code = exc.status_code
-        return error_response(err)
+        return http_error(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

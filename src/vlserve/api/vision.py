@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from vlserve.api.cancellation import cancel_on_disconnect
 from vlserve.api.chat_format import usage_body
+from vlserve.api.request_limits import RequestLimits, check_text
 from vlserve.api.state import GenerationDep, RequestIdDep, StateDep
-from vlserve.engine.base import ChatTurn, EngineRequest, MediaItem, SamplingParams
+from vlserve.engine.base import ChatTurn, EngineRequest, SamplingParams
 from vlserve.errors import ClientError
-from vlserve.media.images import decode_image
 from vlserve.media.limits import payload_too_large
+from vlserve.media.sources import EncodedImage
 
 router = APIRouter()
 
@@ -47,16 +47,18 @@ async def chat_vision(
             param="image_file",
             code="too_many_images",
         )
-    limits = settings.image_limits()
-    images = []
-    for i, upload in enumerate(image_file):
-        param = f"image_file[{i}]"
-        data = await _read_upload(upload, settings.max_image_bytes, param)
-        images.append(MediaItem.decoded(await asyncio.to_thread(decode_image, data, limits, param=param)))
+    limits = RequestLimits.of(settings)
+    check_text(len(prompt), "prompt", limits)
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
-    request = EngineRequest((ChatTurn.user(prompt, len(images)),), tuple(images))
-    prepared = await cancel_on_disconnect(raw, service.prepare(request))
-    completion = await cancel_on_disconnect(raw, service.complete(prepared, params))
+    with service.admit():  # before any image is decoded
+        uploads = [
+            EncodedImage(await _read_upload(upload, settings.max_image_bytes, f"image_file[{i}]"), f"image_file[{i}]")
+            for i, upload in enumerate(image_file)
+        ]
+        images = await service.decode_images(uploads, max_request_pixels=limits.max_request_pixels)
+        request = EngineRequest((ChatTurn.user(prompt, len(images)),), images)
+        prepared = await cancel_on_disconnect(raw, service.prepare(request))
+        completion = await cancel_on_disconnect(raw, service.complete(prepared, params))
     return {
         "result": completion.text,
         "model": served,

@@ -1,13 +1,17 @@
 """What `vlserve doc` does: run a document job on a server (or in this process) and return its result.
 
-Progress is reported as (pages done, pages total) while the job runs; the result is the same JSON
-as ``GET /v1/documents/{id}/result``.
+The inputs are checked before anything is uploaded (:func:`check_inputs`: the files, the schema, the
+output path), so a typo costs nothing. The job id is reported as soon as the server accepts the job,
+progress as (pages done, pages total) while it runs; the result is the same JSON as
+``GET /v1/documents/{id}/result``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import mimetypes
+import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +25,59 @@ from vlserve.settings import Settings
 from vlserve.store.models import ENDED
 
 Progress = Callable[[int, int], None]
+Accepted = Callable[[str], None]
+
+
+class InputError(Exception):
+    """A `vlserve doc` input that cannot work, found before anything is uploaded; the message says which."""
+
+
+def _readable(path: Path, what: str) -> None:
+    if not path.exists():
+        raise InputError(f"{what} {path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a directory, not a file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{what} {path} cannot be read (permission denied)")
+
+
+def read_schema(path: Path) -> str:
+    """The schema file's text, once it is known to be a JSON object; else :class:`InputError`."""
+    _readable(path, "--schema")
+    try:
+        text = path.read_text(encoding="utf-8")
+        schema = json.loads(text)
+    except UnicodeDecodeError:
+        raise InputError(f"--schema {path} is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"--schema {path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except OSError as exc:
+        raise InputError(f"--schema {path} cannot be read: {exc.strerror}") from None
+    if not isinstance(schema, dict):
+        raise InputError(f"--schema {path} must hold a JSON object (a JSON Schema), not {type(schema).__name__}")
+    return text
+
+
+def check_output(path: Path) -> None:
+    """That ``path`` can be written: its directory exists and is writable, and it is not a directory."""
+    if path.is_dir():
+        raise InputError(f"--out {path} is a directory; name a file in it")
+    parent = path.parent
+    if not parent.is_dir():
+        raise InputError(f"--out {path}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"--out {path} cannot be written (permission denied)")
+
+
+def check_inputs(files: Sequence[Path], schema: Path | None, out: Path | None) -> str | None:
+    """Every input of `vlserve doc` checked before any upload; returns the schema text (None: no schema)."""
+    for path in files:
+        _readable(path, "file")
+    if out is not None:
+        check_output(out)
+    return None if schema is None else read_schema(schema)
 
 
 def _content_type(path: Path) -> str:
@@ -29,8 +86,9 @@ def _content_type(path: Path) -> str:
 
 def run_remote(
     url: str, files: Sequence[Path], form: Submission, *, on_progress: Progress, api_key: str | None = None,
-    poll_s: float = 0.5,
+    poll_s: float = 0.5, on_accepted: Accepted | None = None,
 ) -> dict[str, Any]:  # fmt: skip
+    """Submit, report the job id to ``on_accepted`` at once, poll until the job ends, return its result."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     fields = {k: v for k, v in vars(form).items() if v is not None}
     with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(300, connect=10)) as client:
@@ -38,6 +96,8 @@ def run_remote(
         created = client.post("/v1/documents", files=parts, data=fields)
         created.raise_for_status()
         job_id = created.json()["id"]
+        if on_accepted is not None:
+            on_accepted(job_id)
         while True:
             status = client.get(f"/v1/documents/{job_id}")
             status.raise_for_status()

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlserve.documents.webhook import check_webhook_url
-from vlserve.errors import ClientError, PayloadTooLargeError, UnsupportedMediaError
-from vlserve.media import ImageLimits, load_image, parse_allowlist
+from vlserve.errors import ClientError, ImageError, PayloadTooLargeError, UnsupportedMediaError
+from vlserve.media import ImageLimits, parse_allowlist
+from vlserve.media.images import read_size
 from vlserve.media.page_ranges import parse_page_range
 from vlserve.media.pdf import inspect_pdf
 from vlserve.settings import Settings
@@ -42,6 +43,7 @@ class Submission:
     json_schema: str | None = None
     pages: str | None = None
     webhook_url: str | None = None
+    owner: str | None = None  # the API key submitting the job (None: auth is off)
 
 
 def parse_schema(text: str | None) -> OutputFormat | None:
@@ -104,6 +106,7 @@ class DocumentIntake:
                 "max_tokens": s.document_max_tokens,
             }),
             pages_total=len(selected), webhook_url=webhook, webhook_secret=secret or None, webhook_attempts=0,
+            owner=form.owner,
         )  # fmt: skip
         files = [NewFile(u.filename, u.content_type or "application/octet-stream", u.data) for u in uploads]
         stored = self._store.create(doc, files, [available[i] for i in selected])
@@ -125,8 +128,10 @@ class DocumentIntake:
         limits = ImageLimits(max_bytes=s.document_max_bytes, max_pixels=s.max_image_pixels)
         for index, upload in enumerate(uploads):
             try:
-                load_image(upload.data, limits, param=f"file[{index}]")  # decoded once to refuse it now, then dropped
-            except ClientError as exc:
+                read_size(upload.data, limits, param=f"file[{index}]")  # the header only: decoded when read
+            except ImageError as exc:
+                if exc.code == "image_too_large":  # the image limit: the same error as on every endpoint
+                    raise
                 name = upload.filename or f"file {index + 1}"
                 raise UnsupportedMediaError(
                     f"{name} is neither a PDF nor a readable image: {exc.message}", param=f"file[{index}]"

@@ -3,7 +3,8 @@
 A page fails an attempt when its answer is cut off by the token limit, is not valid JSON, or breaks the
 schema; the next attempt samples at the next temperature (olmOCR's recipe). After the last one the page
 is failed with the reason, and the job goes on. Errors no retry can fix (the page does not fit the
-context) fail the page at once.
+context) fail the page at once. A page is admitted like any request (one place with the engine for all
+its attempts); when none is free, the RateLimitError tells the worker to put the page back.
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ async def read_page(
     generation: GenerationService, task: PageTask, *, wanted: Callable[[], Awaitable[bool]] | None = None
 ) -> PageOutcome | None:
     """The page's outcome, or None when ``wanted`` says between attempts that nobody needs it any more."""
+    with generation.admit():  # a page takes a place with the engine like any request; 429: the worker puts it back
+        return await _attempts(generation, task, wanted)
+
+
+async def _attempts(
+    generation: GenerationService, task: PageTask, wanted: Callable[[], Awaitable[bool]] | None
+) -> PageOutcome | None:
     started = time.monotonic()
     prompt = await generation.prepare(EngineRequest.chat([ChatTurn.user(task.prompt, 1)], [task.image]))
     tried: list[dict] = []

@@ -1,9 +1,12 @@
 """The document worker of one server: claims pages, reads them, stores results, ends jobs, sends webhooks.
 
 ``concurrency`` pages are in flight at once, so the engine batches them. Each claimed page is held under
-a lease that a heartbeat renews; a server killed mid-page leaves the page to be taken over when the lease
-runs out, or at once by its own next start (pages held under its worker name are put back). Results are
-stored page by page, so nothing finished is recomputed and nothing is lost.
+a lease that a heartbeat renews, by a worker name unique to this process (no two processes share one, even
+with the same ``VLSERVE_WORKER_ID``). A server killed mid-page leaves the page to be taken over by any
+worker when its lease runs out (``document_lease_s``); a server that stops cleanly (SIGTERM) claims no new
+page, lets the pages in hand finish until its shutdown deadline, and hands the rest back at once. Results
+are stored page by page, so nothing finished is recomputed and nothing is lost. Ended jobs are deleted
+``document_retention_days`` after they ended (checked at start, then hourly).
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import contextlib
 import logging
 import time
 import zlib
+from datetime import timedelta
 
 from vlserve.documents.pipeline import PageTask, page_prompt, read_page
 from vlserve.documents.sources import PageSource
 from vlserve.documents.views import webhook_payload
 from vlserve.documents.webhook import WebhookSender
 from vlserve.errors import RateLimitError, ServiceUnavailableError, VLServeError
+from vlserve.security.quotas import OwnerQuota
 from vlserve.service import GenerationService
 from vlserve.settings import Settings
 from vlserve.store.jobs import ClaimedPage, JobStore, PageOutcome
@@ -27,45 +32,79 @@ from vlserve.structured import OutputFormat
 
 log = logging.getLogger("vlserve.documents")
 
+PURGE_EVERY_S = 3600.0
+
 
 class DocumentRunner:
-    def __init__(self, store: JobStore, generation: GenerationService, source: PageSource, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        generation: GenerationService,
+        source: PageSource,
+        settings: Settings,
+        quota: OwnerQuota | None = None,
+    ) -> None:
         self._store = store
+        self._quota = quota  # the owner keys' tokens per day (None: not counted)
         self._generation = generation
         self._source = source
         self._settings = settings
         self.worker = settings.worker_name()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._finishing: list[asyncio.Task] = []  # page loops and the webhook sender: let run to a deadline
+        self._stopping = False  # draining: claim nothing new
+        self._deadline: float | None = None  # draining: work in hand may finish until then (event-loop time)
 
     def wake(self) -> None:
         """A job was submitted or ended: look for work now rather than at the next poll."""
         self._wake.set()
 
     async def start(self) -> None:
-        released = await asyncio.to_thread(self._store.release_worker, self.worker)
-        if released:
-            log.info("resuming: %d page(s) held by an earlier run of %s are queued again", released, self.worker)
-        loops = [self._pages() for _ in range(self._settings.page_concurrency())]
-        loops += [self._heartbeat(), self._webhooks()]
-        self._tasks = [asyncio.create_task(loop, name="vlserve-documents") for loop in loops]
+        """Start the page loops, the lease heartbeat, the webhook sender and the retention purge. Nothing is
+        taken back at start: this process's worker name is new, and a dead one's pages come back by lease."""
+        pages = [self._pages() for _ in range(self._settings.page_concurrency())]
+        self._finishing = [asyncio.create_task(loop, name="vlserve-document-pages") for loop in pages]
+        self._finishing.append(asyncio.create_task(self._webhooks(), name="vlserve-webhooks"))
+        others = [
+            asyncio.create_task(self._heartbeat(), name="vlserve-document-leases"),
+            asyncio.create_task(self._purge(), name="vlserve-document-retention"),
+        ]
+        self._tasks = [*self._finishing, *others]
+
+    def stop_claiming(self, deadline: float) -> None:
+        """Draining: claim no new page or webhook; what is in hand may finish until ``deadline`` (loop time)."""
+        self._stopping, self._deadline = True, deadline
+        self._wake.set()
 
     async def stop(self) -> None:
+        """Stop the worker. While draining, pages in hand may finish until the deadline; then whatever is
+        still running is cancelled and its pages are handed back at once (queued for any worker)."""
+        self._stopping = True
+        self._wake.set()
+        if self._deadline is not None and self._finishing:
+            remaining = self._deadline - asyncio.get_running_loop().time()
+            if remaining > 0:
+                await asyncio.wait(self._finishing, timeout=remaining)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._tasks = []
-        await asyncio.to_thread(self._store.release_worker, self.worker)  # a clean stop hands pages back at once
+        self._tasks, self._finishing = [], []
+        released = await asyncio.to_thread(self._store.release_worker, self.worker)
+        if released:
+            log.info("document worker %s stopped: %d unfinished page(s) handed back", self.worker, released)
 
     async def _idle(self) -> None:
+        if self._stopping:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self._settings.document_poll_s)
         self._wake.clear()
 
     async def _pages(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 page = await asyncio.to_thread(self._store.claim, self.worker, self._settings.document_lease_s)
             except Exception:  # the database may be restarting: keep trying
@@ -84,26 +123,30 @@ class DocumentRunner:
         options = page.options
         output = None if page.schema_json is None else OutputFormat(page.schema_name or "schema", page.schema_json)
         rendered = time.monotonic()
+        # The owner key's tokens per day: a page is refused once they are spent, and charged what it used.
+        counted = contextlib.nullcontext() if self._quota is None else self._quota.page(page.owner)
         try:
-            image = await asyncio.to_thread(self._source.render, page, options["longest_side"])
-            render_ms = round((time.monotonic() - rendered) * 1000)
-            task = PageTask(
-                image=image,
-                prompt=page_prompt(page.prompt, output),
-                output=output,
-                temperatures=options["temperatures"],
-                max_tokens=options["max_tokens"],
-                seed=zlib.crc32(f"{page.document_id}:{page.position}".encode()),
-            )
-            outcome = await read_page(self._generation, task, wanted=lambda: self._wanted(page))
-            if outcome is not None and outcome.detail is not None:
-                outcome.detail.update(render_ms=render_ms, worker=self.worker)
+            async with counted:
+                image = await asyncio.to_thread(self._source.render, page, options["longest_side"])
+                render_ms = round((time.monotonic() - rendered) * 1000)
+                task = PageTask(
+                    image=image,
+                    prompt=page_prompt(page.prompt, output),
+                    output=output,
+                    temperatures=options["temperatures"],
+                    max_tokens=options["max_tokens"],
+                    seed=zlib.crc32(f"{page.document_id}:{page.position}".encode()),
+                )
+                outcome = await read_page(self._generation, task, wanted=lambda: self._wanted(page))
+                if outcome is not None and outcome.detail is not None:
+                    outcome.detail.update(render_ms=render_ms, worker=self.worker)
         except (RateLimitError, ServiceUnavailableError) as exc:  # busy, not broken: try the page again later
             log.info("document %s page %d: put back (%s)", page.document_id, page.page_number, exc.message)
             await asyncio.to_thread(self._store.put_back, page.page_id, self.worker)
             await asyncio.sleep(self._settings.document_poll_s)
             return
         except VLServeError as exc:  # e.g. an image file that cannot be decoded: this page fails, the job goes on
+            # (so does QuotaExceededError, the owner's tokens for today spent: not a busy engine, no retry)
             outcome = PageOutcome("failed", 0, error=exc.message)
         except Exception:
             log.exception("page %d of %s failed", page.page_number, page.document_id)
@@ -139,7 +182,7 @@ class DocumentRunner:
     async def _webhooks(self) -> None:
         s = self._settings
         async with WebhookSender(allowlist=s.url_allowlist, timeout=s.webhook_timeout) as sender:
-            while True:
+            while not self._stopping:
                 lease = s.webhook_timeout * s.webhook_attempts * 8
                 try:
                     doc = await asyncio.to_thread(self._store.claim_webhook, lease)
@@ -159,3 +202,16 @@ class DocumentRunner:
                     self._store.record_webhook, doc.id, delivered=result.delivered, attempts=result.attempts,
                     error=result.error,
                 )  # fmt: skip
+
+    async def _purge(self) -> None:
+        """Delete jobs that ended more than ``document_retention_days`` ago: now, then every hour."""
+        days = self._settings.document_retention_days
+        while True:
+            try:
+                purged = await asyncio.to_thread(self._store.purge_ended, timedelta(days=days))
+            except Exception:  # the database may be restarting: the next round catches up
+                log.exception("deleting expired document jobs failed")
+            else:
+                if purged:
+                    log.info("retention: deleted %d document job(s) that ended more than %g day(s) ago", purged, days)
+            await asyncio.sleep(PURGE_EVERY_S)

@@ -15,8 +15,9 @@ signed afresh; a receiver rejects stale timestamps, so a captured request cannot
         return 200
 
 Without vlserve: compute the same HMAC and compare with ``hmac.compare_digest``. The URL passes the
-image-URL address guard: literal IPs at submission (:func:`check_webhook_url`), every resolved
-address at connect time (:class:`GuardedTransport`). Redirects are never followed.
+image-URL address guard twice: at submission (:func:`check_webhook_url`: a literal IP, or every address
+the host resolves to, so a client learns at once that its URL will never be delivered to) and at connect
+time (:class:`GuardedTransport`: the addresses may have changed since). Redirects are never followed.
 """
 
 from __future__ import annotations
@@ -24,11 +25,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +41,15 @@ import anyio
 import httpx
 
 from vlserve import __version__
-from vlserve.errors import ClientError
-from vlserve.media.address_guard import Allowlist, check_url, parse_allowlist
+from vlserve.errors import ClientError, ServiceUnavailableError
+from vlserve.media.address_guard import (
+    Allowlist,
+    check_url,
+    is_host_allowlisted,
+    is_resolution_allowed,
+    parse_allowlist,
+    refused,
+)
 from vlserve.media.guarded_transport import AddressRefused, GuardedClientOwner, Resolver, guarded_client, resolve
 
 SIGNATURE_HEADER = "X-Vlserve-Signature"
@@ -47,8 +59,10 @@ DELIVERY_HEADER = "X-Vlserve-Delivery"
 PARAM = "webhook_url"
 MAX_BACKOFF_S = 60.0
 MAX_RETRY_AFTER_S = 60
+RESOLVE_TIMEOUT_S = 5.0
 
 Sleep = Callable[[float], Awaitable[Any]]
+BlockingResolver = Callable[[str, int], list[str]]
 log = logging.getLogger("vlserve.documents")
 
 
@@ -81,17 +95,82 @@ def verify(
     return hmac.compare_digest(expected, signature_header.strip().encode("utf-8", "replace"))
 
 
-def check_webhook_url(url: str, allowlist: Allowlist) -> str:
+def resolve_blocking(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (the system resolver, as at delivery), without duplicates."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def check_webhook_url(
+    url: str,
+    allowlist: Allowlist,
+    *,
+    resolver: BlockingResolver | None = resolve_blocking,
+    timeout_s: float = RESOLVE_TIMEOUT_S,
+) -> str:
     """The normalised URL; else :class:`ClientError` (``param="webhook_url"``) naming the problem.
 
-    Refuses non-http(s) schemes, a missing host, credentials, and literal IPs the guard refuses.
-    Host names are checked on their resolved addresses at delivery time.
+    Refuses non-http(s) schemes, a missing host, credentials, literal IPs the guard refuses, and host
+    names that do not resolve or resolve to any address the guard refuses (a name the allowlist lists is
+    not resolved). Resolving blocks for up to ``timeout_s``: call this off the event loop (the intake runs
+    in a worker thread). ``resolver=None`` checks the URL without DNS (delivery resolves at connect time).
     """
     try:
-        return str(check_url(url, allowlist, param=PARAM))
+        parsed = check_url(url, allowlist, param=PARAM)
     except ClientError as exc:
-        message = exc.message.replace("image URL", "webhook URL").replace("data:, ", "")
-        raise type(exc)(message.replace("fetching it", "delivering to it"), param=PARAM, code=exc.code) from None
+        raise _as_webhook_error(exc) from None
+    if resolver is not None and not (_is_ip_literal(parsed.host) or is_host_allowlisted(parsed.host, allowlist)):
+        port = parsed.port or _DEFAULT_PORTS[parsed.scheme]
+        addresses = _resolve(parsed.raw_host.decode("ascii"), port, resolver, timeout_s)
+        if not is_resolution_allowed(parsed.host, addresses, allowlist):
+            raise _as_webhook_error(refused(parsed.host, param=PARAM))
+    return str(parsed)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve(host: str, port: int, resolver: BlockingResolver, timeout_s: float) -> list[str]:
+    """``resolver(host, port)`` in a thread of its own, waited on for ``timeout_s`` at most (a lookup cannot
+    be cancelled: a stuck one ends in the background when the system resolver gives up)."""
+    shown = host[:100]
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlserve-webhook-dns")
+    try:
+        return pool.submit(resolver, host, port).result(timeout=timeout_s)
+    except FutureTimeout:
+        raise ServiceUnavailableError(
+            f"looking up the webhook URL host '{shown}' took longer than {timeout_s:g} s; retry shortly",
+            headers={"Retry-After": "5"},
+        ) from None
+    except socket.gaierror as exc:
+        if exc.errno == socket.EAI_AGAIN:
+            raise ServiceUnavailableError(
+                f"the webhook URL host '{shown}' could not be looked up just now; retry shortly",
+                headers={"Retry-After": "5"},
+            ) from None
+        raise ClientError(
+            f"the webhook URL host '{shown}' does not resolve to any address", param=PARAM, code="unknown_host"
+        ) from None
+    except (OSError, UnicodeError, ValueError):
+        raise ClientError(
+            f"the webhook URL host '{shown}' does not resolve to any address", param=PARAM, code="unknown_host"
+        ) from None
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _as_webhook_error(exc: ClientError) -> ClientError:
+    """The address guard's error for an image URL, reworded for the webhook URL."""
+    message = exc.message.replace("image URL", "webhook URL").replace("data:, ", "")
+    return type(exc)(message.replace("fetching it", "delivering to it"), param=PARAM, code=exc.code)
 
 
 @dataclass(frozen=True)
@@ -162,7 +241,7 @@ class WebhookSender(GuardedClientOwner):
             raise ValueError("attempts must be at least 1")
         delivery_id = uuid.uuid4().hex
         try:
-            target = httpx.URL(check_webhook_url(url, self._allowlist))
+            target = httpx.URL(check_webhook_url(url, self._allowlist, resolver=None))  # resolved at connect
         except ClientError as exc:
             return DeliveryResult(False, 0, None, exc.message, delivery_id)
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()

@@ -218,6 +218,11 @@ class Engine(Protocol):
         """True once the model is loaded and a warm-up generation has completed, and while it can serve."""
         ...
 
+    @property
+    def capacity(self) -> int:
+        """Requests it can hold at once, running and waiting; the service admits no more (429 beyond)."""
+        ...
+
     def status(self) -> EngineStatus: ...
 
     async def start(self) -> None:

@@ -1,4 +1,4 @@
-"""Which addresses an image URL may reach: pure functions, no DNS and no network I/O.
+"""Which addresses an image or webhook URL may reach: pure functions, no DNS and no network I/O.
 
 A server that fetches URLs for its clients must not become their way into the private network
 (SSRF). Only global unicast addresses are allowed, plus what the operator lists in
@@ -8,6 +8,7 @@ A server that fetches URLs for its clients must not become their way into the pr
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -90,6 +91,15 @@ def is_address_allowed(ip: str | IPAddress, allowlist: Allowlist | None = None) 
 def is_host_allowlisted(host: str, allowlist: Allowlist | None) -> bool:
     """True if ``host`` is listed by name in the allowlist."""
     return allowlist is not None and normalise_host(host) in allowlist.hosts
+
+
+def is_resolution_allowed(host: str, addresses: Sequence[str], allowlist: Allowlist | None = None) -> bool:
+    """Whether a host that resolved to ``addresses`` may be reached: listed by name in the allowlist, or
+    resolving to at least one address and to allowed addresses only (one private answer refuses it all,
+    since the connection could use any of them)."""
+    if is_host_allowlisted(host, allowlist):
+        return True
+    return bool(addresses) and all(is_address_allowed(address, allowlist) for address in addresses)
 
 
 def refused(host: str, *, param: str | None = None) -> URLRefusedError:

@@ -1,4 +1,9 @@
-"""Turn an ``image_url`` value (data: URL or http(s) URL) into a decoded RGB image."""
+"""A request's images: their bytes (data: URLs decoded, http(s) URLs fetched), then checked and decoded.
+
+Decoding is the costly step, so it comes last: every image's header is read and the request's pixels
+are checked against the per-request budget before any image is decoded, and each is then decoded
+straight to the size the model needs (see :mod:`vlserve.media.images`).
+"""
 
 from __future__ import annotations
 
@@ -10,28 +15,8 @@ from vlserve.errors import ClientError
 from vlserve.media.address_guard import ALLOWED_SCHEMES
 from vlserve.media.data_url import decode_data_url
 from vlserve.media.fetch import ImageFetcher
-from vlserve.media.images import ImageLimits, LoadedImage, decode_image
-
-
-async def load_image_url(url: str, *, fetcher: ImageFetcher, limits: ImageLimits, param: str) -> LoadedImage:
-    """Decode a data: URL or fetch an http(s) URL; decoding runs in a worker thread."""
-    url = url.strip()
-    scheme = url.partition(":")[0].strip().lower() if ":" in url else ""
-    if scheme == "data":
-        return await asyncio.to_thread(_decode_data_url, url, limits, param)
-    if scheme in ALLOWED_SCHEMES:
-        data = await fetcher.fetch(url, param=param)
-        return await asyncio.to_thread(decode_image, data, limits, param=param)
-    shown = f"'{scheme[:20]}'" if scheme else "(none)"
-    raise ClientError(
-        f"image URL scheme {shown} is not supported; use data:, http:// or https://",
-        param=param,
-        code="unsupported_url_scheme",
-    )
-
-
-def _decode_data_url(url: str, limits: ImageLimits, param: str) -> LoadedImage:
-    return decode_image(decode_data_url(url, max_bytes=limits.max_bytes, param=param), limits, param=param)
+from vlserve.media.images import ImageLimits, LoadedImage, decode_image, read_size
+from vlserve.media.limits import check_request_pixels
 
 
 @dataclass(frozen=True)
@@ -42,6 +27,40 @@ class MediaRef:
     param: str  # e.g. messages[0].content[1].image_url
 
 
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image's bytes as the client sent them, not yet decoded, and the ``param`` its errors name."""
+
+    data: bytes
+    param: str
+
+
+async def image_bytes(url: str, *, fetcher: ImageFetcher, max_bytes: int, param: str) -> bytes:
+    """The bytes of a data: URL (decoded in a worker thread) or of an http(s) URL (fetched)."""
+    url = url.strip()
+    scheme = url.partition(":")[0].strip().lower() if ":" in url else ""
+    if scheme == "data":
+        return await asyncio.to_thread(decode_data_url, url, max_bytes=max_bytes, param=param)
+    if scheme in ALLOWED_SCHEMES:
+        return await fetcher.fetch(url, param=param)
+    shown = f"'{scheme[:20]}'" if scheme else "(none)"
+    raise ClientError(
+        f"image URL scheme {shown} is not supported; use data:, http:// or https://",
+        param=param,
+        code="unsupported_url_scheme",
+    )
+
+
+async def load_image_url(url: str, *, fetcher: ImageFetcher, limits: ImageLimits, param: str) -> LoadedImage:
+    """Decode a data: URL or fetch an http(s) URL; decoding runs in a worker thread."""
+    data = await image_bytes(url, fetcher=fetcher, max_bytes=limits.max_bytes, param=param)
+    return await asyncio.to_thread(decode_image, data, limits, param=param)
+
+
+def _sizes(images: Sequence[EncodedImage], limits: ImageLimits) -> list[tuple[int, int]]:
+    return [read_size(image.data, limits, param=image.param) for image in images]
+
+
 class MediaLoader:
     """Loads the images a request points at, concurrently, each under the server's limits."""
 
@@ -49,6 +68,29 @@ class MediaLoader:
         self._fetcher = fetcher
         self._limits = limits
 
-    async def load(self, refs: Sequence[MediaRef]) -> list[LoadedImage]:
-        jobs = (load_image_url(r.url, fetcher=self._fetcher, limits=self._limits, param=r.param) for r in refs)
+    async def fetch(self, refs: Sequence[MediaRef]) -> list[EncodedImage]:
+        """Every image's bytes, none decoded: data: URLs unpacked, http(s) URLs downloaded (concurrently)."""
+        max_bytes = self._limits.max_bytes
+        jobs = (image_bytes(r.url, fetcher=self._fetcher, max_bytes=max_bytes, param=r.param) for r in refs)
+        blobs = await asyncio.gather(*jobs)
+        return [EncodedImage(data, ref.param) for data, ref in zip(blobs, refs, strict=True)]
+
+    async def decode(
+        self, images: Sequence[EncodedImage], *, max_request_pixels: int | None, target_pixels: int | None
+    ) -> list[LoadedImage]:
+        """Check every header (each image's limits, then the request's pixel budget), then decode each
+        straight to ``target_pixels`` or a little more, in worker threads."""
+        if not images:
+            return []
+        sizes = await asyncio.to_thread(_sizes, images, self._limits)
+        if max_request_pixels is not None:
+            check_request_pixels(sizes, max_request_pixels, param=images[0].param.split("[", 1)[0])
+        jobs = (
+            asyncio.to_thread(decode_image, i.data, self._limits, param=i.param, target_pixels=target_pixels)
+            for i in images
+        )
         return list(await asyncio.gather(*jobs))
+
+    async def load(self, refs: Sequence[MediaRef]) -> list[LoadedImage]:
+        """Fetch and decode ``refs`` at full size, with no per-request budget (each image's limits apply)."""
+        return await self.decode(await self.fetch(refs), max_request_pixels=None, target_pixels=None)

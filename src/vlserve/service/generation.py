@@ -1,9 +1,10 @@
-"""Generation: media → engine request → checked → completed or streamed, answers validated.
+"""Generation: admission → media → engine request → checked → completed or streamed, answers validated.
 
-Everything that can be wrong with a request is found before the first byte is sent: ``stream``
-checks the request with the engine and waits for the engine's first delta before it returns, so a
-full queue, an upstream's refusal or a prompt that does not fit is an error status, not an error
-inside a stream that already answered 200.
+A request first takes a place with the engine (:meth:`GenerationService.admit`), or is refused with a
+429 before anything is fetched, decoded or tokenised. Everything that can be wrong with a request is
+found before the first byte is sent: ``stream`` checks the request with the engine and waits for the
+engine's first delta before it returns, so a full queue, an upstream's refusal or a prompt that does
+not fit is an error status, not an error inside a stream that already answered 200.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from vlserve.engine.base import (
 )
 from vlserve.errors import ModelOutputError, NotFoundError, ServerError
 from vlserve.media import MediaLoader, MediaRef
+from vlserve.media.resize import DEFAULT_MAX_PIXELS
+from vlserve.media.sources import EncodedImage
+from vlserve.observability.accounting import note_image, note_model, note_text, note_usage
+from vlserve.service.admission import Admission, Slot
 from vlserve.structured import OutputFormat, validate_output
 
 
@@ -60,11 +65,24 @@ def answer_error(text: str, finish_reason: str, output: OutputFormat | None) -> 
     return ModelOutputError(f"{problem}; the grammar cannot enforce every schema keyword", param="response_format")
 
 
+def request_text(request: EngineRequest) -> str:
+    """The text a client sent in ``request`` (its prompt, or every text part of every turn)."""
+    if request.prompt is not None:
+        return request.prompt
+    return "\n".join(p["text"] for turn in request.turns for p in turn.parts if p.get("type") == "text")
+
+
 class GenerationService:
     def __init__(self, engine: Engine, media: MediaLoader, *, max_images: int) -> None:
         self.engine = engine
         self._media = media
         self.max_images = max_images  # per request, the server's limit
+        self.admission = Admission(lambda: engine.capacity)
+
+    def admit(self) -> Slot:
+        """A place with the engine for one request (429 queue_full when none is free): take it before any
+        work for the request, in a ``with`` block; a stream given the slot holds it until it ends."""
+        return self.admission.admit()
 
     def check_model(self, name: str | None) -> str:
         served = self.engine.info.id
@@ -76,20 +94,40 @@ class GenerationService:
             )
         return served
 
-    async def load_media(self, refs: Sequence[MediaRef]) -> tuple[MediaItem, ...]:
-        return tuple(MediaItem.decoded(loaded) for loaded in await self._media.load(refs))
+    async def load_media(
+        self, refs: Sequence[MediaRef], *, max_request_pixels: int | None = None
+    ) -> tuple[MediaItem, ...]:
+        """The images ``refs`` point at, fetched, checked from their headers (each image's limits and
+        ``max_request_pixels`` for all of them), then decoded straight to the model's pixel budget."""
+        return await self.decode_images(await self._media.fetch(refs), max_request_pixels=max_request_pixels)
+
+    async def decode_images(
+        self, images: Sequence[EncodedImage], *, max_request_pixels: int | None = None
+    ) -> tuple[MediaItem, ...]:
+        """Images a client sent as bytes (uploads, or fetched), checked and decoded like :meth:`load_media`."""
+        for image in images:
+            note_image(image.data)
+        target = self.engine.info.max_pixels or DEFAULT_MAX_PIXELS
+        loaded = await self._media.decode(images, max_request_pixels=max_request_pixels, target_pixels=target)
+        return tuple(MediaItem.decoded(item) for item in loaded)
 
     async def prepare(self, request: EngineRequest) -> Prepared:
+        note_text(request_text(request))
         return await self.engine.prepare(request)
 
-    async def stream(self, prepared: Prepared, params: SamplingParams) -> AsyncIterator[Delta]:
+    async def stream(
+        self, prepared: Prepared, params: SamplingParams, slot: Slot | None = None
+    ) -> AsyncIterator[Delta]:
         """Deltas of the answer, the last with finish reason and usage; closing it cancels generation.
 
         Raises before returning when the engine refuses the request. The iterator raises
-        ModelOutputError, after the text, when a finished answer breaks the requested format.
+        ModelOutputError, after the text, when a finished answer breaks the requested format. Given the
+        request's admission ``slot``, the stream holds it until it ends (or is closed, or collected).
         """
         await self.engine.check(prepared, params)
         deltas = self.engine.generate(prepared, params)
+        if slot is not None:  # started below, so that closing it (or its collection) releases the slot
+            deltas = slot.hold_during(deltas)
         try:
             first = await anext(deltas)
         except StopAsyncIteration:
@@ -108,6 +146,9 @@ class GenerationService:
             while True:
                 text.append(delta.text)
                 if delta.finish_reason is not None:
+                    note_model(self.engine.info.id)
+                    if delta.usage is not None:
+                        note_usage(delta.usage)
                     error = answer_error("".join(text), delta.finish_reason, output)
                     if error is not None:  # the text so far, then the error instead of a finish
                         if delta.text:

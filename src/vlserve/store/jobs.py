@@ -50,6 +50,7 @@ class ClaimedPage:
     schema_name: str | None
     schema_json: str | None
     options: dict[str, Any]
+    owner: str | None = None  # the API key that submitted the job: its pages count against its tokens per day
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class PageOutcome:
     data: Any = None
     error: str | None = None
     detail: dict[str, Any] | None = None
+
+
+class UnknownCursorError(LookupError):
+    """The ``before`` id of a listing is not a job (of the owner asking)."""
 
 
 def _claimable(now: Any) -> Any:
@@ -94,27 +99,35 @@ class JobStore:
             session.add(document)
         return self.get(document.id)  # type: ignore[return-value]
 
-    def get(self, document_id: str) -> Document | None:
+    def get(self, document_id: str, *, owner: str | None = None) -> Document | None:
+        """The job; with ``owner``, only if that key submitted it (None: whoever did)."""
+        query = select(Document).where(Document.id == document_id)
+        if owner is not None:
+            query = query.where(Document.owner == owner)
         with self._sessions() as session:
-            return session.scalar(
-                select(Document).where(Document.id == document_id).options(selectinload(Document.pages))
-            )
+            return session.scalar(query.options(selectinload(Document.pages)))
 
-    def recent(self, *, limit: int, status: str | None = None, before: str | None = None) -> list[Document]:
-        """Newest first; ``before`` is the id of the last job of the previous page."""
+    def recent(
+        self, *, limit: int, status: str | None = None, before: str | None = None, owner: str | None = None
+    ) -> list[Document]:
+        """Newest first; ``before`` is the id of the last job of the previous page (UnknownCursorError if it
+        is not a job of ``owner``); with ``owner``, only the jobs that key submitted."""
         query = select(Document).order_by(Document.created_at.desc(), Document.id.desc()).limit(limit)
         if status is not None:
             query = query.where(Document.status == status)
+        if owner is not None:
+            query = query.where(Document.owner == owner)
         with self._sessions() as session:
             if before is not None:
                 anchor = session.get(Document, before)
-                if anchor is not None:
-                    query = query.where(
-                        or_(
-                            Document.created_at < anchor.created_at,
-                            and_(Document.created_at == anchor.created_at, Document.id < anchor.id),
-                        )
+                if anchor is None or (owner is not None and anchor.owner != owner):
+                    raise UnknownCursorError(before)
+                query = query.where(
+                    or_(
+                        Document.created_at < anchor.created_at,
+                        and_(Document.created_at == anchor.created_at, Document.id < anchor.id),
                     )
+                )
             return list(session.scalars(query.options(selectinload(Document.pages))))
 
     def cancel(self, document_id: str) -> bool:
@@ -138,7 +151,7 @@ class JobStore:
 
     # --- the worker side -------------------------------------------------------------------------
     def release_worker(self, worker: str) -> int:
-        """Put back the pages a previous life of ``worker`` held (it was killed mid-way); returns how many."""
+        """Put back the pages ``worker`` holds (a worker that stops cleanly hands them back); returns how many."""
         with self._sessions.begin() as session:
             result = session.execute(
                 update(Page)
@@ -181,6 +194,7 @@ class JobStore:
                     page_id=page.id, document_id=doc.id, position=page.position, page_number=page.page_number,
                     file_position=page.file_position, file_page=page.file_page, kind=doc.kind, prompt=doc.prompt,
                     schema_name=doc.schema_name, schema_json=doc.schema_json, options=json.loads(doc.options_json),
+                    owner=doc.owner,
                 )  # fmt: skip
         return None
 
@@ -294,3 +308,16 @@ class JobStore:
                     webhook_lease_until=None,
                 )
             )
+
+    # --- retention ---------------------------------------------------------------------------------
+    def purge_ended(self, older_than: timedelta) -> int:
+        """Delete the jobs that ended more than ``older_than`` ago, with their files and pages (results
+        included, by the foreign keys' ON DELETE CASCADE); returns how many jobs. One conditional DELETE, so
+        several servers purging the same database at once each delete what is left and never fail. A job
+        whose webhook is still due is kept until it has been sent (or has failed for good)."""
+        webhook_done = or_(Document.webhook_state.is_(None), Document.webhook_state.not_in(("pending", "sending")))
+        expired = delete(Document).where(
+            Document.status.in_(ENDED), Document.finished_at < utcnow() - older_than, webhook_done
+        )
+        with self._sessions.begin() as session:
+            return session.execute(expired.execution_options(synchronize_session=False)).rowcount

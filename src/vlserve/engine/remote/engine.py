@@ -81,6 +81,11 @@ class RemoteEngine:
     def ready(self) -> bool:
         return self._warm and self.pool.any_healthy
 
+    @property
+    def capacity(self) -> int:
+        """Requests in flight to the upstreams at once (they queue there)."""
+        return self._config.max_inflight
+
     def status(self) -> EngineStatus:
         detail = None
         if not self.pool.any_healthy:

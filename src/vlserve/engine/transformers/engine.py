@@ -62,6 +62,11 @@ class TransformersEngine:
         return self._ready
 
     @property
+    def capacity(self) -> int:
+        """A batch being generated and a full queue behind it."""
+        return self._settings.max_batch_size + self._settings.max_queue_size
+
+    @property
     def scheduler(self) -> Scheduler | None:
         return self._scheduler
 

@@ -76,6 +76,10 @@ class VllmEngine:
     def ready(self) -> bool:
         return self._child.alive and self._remote.pool.any_healthy and self._warmed == self._child.starts
 
+    @property
+    def capacity(self) -> int:
+        return self._remote.capacity
+
     def status(self) -> EngineStatus:
         running = self._remote.status().running
         if self.ready:

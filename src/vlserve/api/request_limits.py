@@ -1,0 +1,127 @@
+"""Limits on a parsed request that cost nothing to check: JSON depth, message count, text length.
+
+They run before admission and long before tokenising, so a request too deep, too long or with too
+many messages is a 400 naming the field and the setting in microseconds, however large it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from pydantic import BaseModel
+
+from vlserve.api.protocol import ChatCompletionRequest
+from vlserve.errors import ClientError, ContextLengthError
+from vlserve.settings import Settings
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    max_json_depth: int
+    max_messages: int
+    max_prompt_chars: int
+    max_request_pixels: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> RequestLimits:
+        return cls(
+            settings.max_json_depth, settings.max_messages, settings.max_prompt_chars, settings.max_request_pixels
+        )
+
+
+def get_limits(request: Request) -> RequestLimits:
+    return RequestLimits.of(request.app.state.vlserve.settings)
+
+
+LimitsDep = Annotated[RequestLimits, Depends(get_limits)]
+
+
+def deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and objects more than ``limit`` levels deep (iterative, stops early)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | tuple))
+    return False
+
+
+def check_depth(value: Any, param: str, limits: RequestLimits) -> None:
+    if deeper_than(value, limits.max_json_depth):
+        raise ClientError(
+            f"'{param}' nests more than {limits.max_json_depth} levels deep (VLSERVE_MAX_JSON_DEPTH)",
+            param=param,
+            code="json_too_deep",
+        )
+
+
+def check_text(chars: int, param: str, limits: RequestLimits) -> None:
+    """Refuse more text than ``max_prompt_chars`` before anything tokenises it."""
+    if chars > limits.max_prompt_chars:
+        raise ContextLengthError(
+            f"the request has {chars} characters of text, more than the limit of {limits.max_prompt_chars} "
+            "characters (VLSERVE_MAX_PROMPT_CHARS)",
+            param=param,
+        )
+
+
+def _extras(model: BaseModel | None, param: str) -> Iterator[tuple[str, Any]]:
+    """The fields a client sent that the model does not declare (``metadata`` and the like)."""
+    for name, value in ((model.model_extra or {}) if model is not None else {}).items():
+        yield (f"{param}.{name}" if param else name), value
+
+
+def _free_form(body: ChatCompletionRequest) -> Iterator[tuple[str, Any]]:
+    """Every part of a chat request whose shape the client chooses, with the param naming it."""
+    yield from _extras(body, "")
+    for i, message in enumerate(body.messages):
+        yield f"messages[{i}].content", message.content
+        yield from _extras(message, f"messages[{i}]")
+    for i, tool in enumerate(body.tools or ()):
+        yield f"tools[{i}].function.parameters", tool.function.parameters
+    yield "tool_choice", body.tool_choice
+    yield from _extras(body.response_format, "response_format")
+    yield "guided_json", body.guided_json
+    yield "structured_outputs", body.structured_outputs
+
+
+def _message_chars(body: ChatCompletionRequest) -> int:
+    total = 0
+    for message in body.messages:
+        if isinstance(message.content, str):
+            total += len(message.content)
+        elif message.content is not None:
+            total += sum(len(p["text"]) for p in message.content if isinstance(p.get("text"), str))
+        total += sum(len(call.function.arguments or "") for call in message.tool_calls or ())
+    return total
+
+
+def check_chat(body: ChatCompletionRequest, limits: RequestLimits) -> None:
+    """400 naming the field and the setting when a chat request is too deep, too long or too many messages."""
+    if len(body.messages) > limits.max_messages:
+        raise ClientError(
+            f"the request has {len(body.messages)} messages, more than the limit of {limits.max_messages} "
+            "(VLSERVE_MAX_MESSAGES)",
+            param="messages",
+            code="too_many_messages",
+        )
+    for param, value in _free_form(body):
+        check_depth(value, param, limits)
+    check_text(_message_chars(body), "messages", limits)
+
+
+def check_prompt(text: str, extras: BaseModel, limits: RequestLimits, *, param: str = "prompt") -> None:
+    """The same checks for a text prompt and the request's undeclared fields."""
+    for name, value in _extras(extras, ""):
+        check_depth(value, name, limits)
+    check_text(len(text), param, limits)

@@ -1,0 +1,183 @@
+"""The audit trail: one database record per API request, written when its response has ended.
+
+A record keeps who (key id, client address), what (method, endpoint, model), how it ended (status,
+tokens, latency) and the trace id that ties it to the logs and the ``x-request-id`` header, plus the
+SHA-256 of every image. Prompt text and image bytes are kept only with ``VLSERVE_AUDIT_CONTENT=1``.
+The middleware wraps authentication, so refused requests (401, 403) are recorded too; the health
+probes are not. Records older than ``VLSERVE_AUDIT_RETENTION_DAYS`` are deleted every hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from vlserve.observability.accounting import RequestRecord, current_record
+from vlserve.security.auth import is_open
+from vlserve.security.principal import principal_of
+from vlserve.settings import Settings
+from vlserve.store.db import utcnow
+from vlserve.store.models import AuditRecord
+
+log = logging.getLogger("vlserve.audit")
+
+PURGE_EVERY_S = 3600.0
+CLIENT_CLOSED = 499  # the client went away before any response was sent (nginx's convention)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    key_id: str | None
+    method: str
+    endpoint: str
+    status: int
+    latency_ms: int
+    trace_id: str
+    client: str | None = None
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    image_hashes: list[str] = field(default_factory=list)
+    content: dict | None = None  # {"texts": [...], "images": [base64, ...]}, only with audit_content
+
+
+class AuditStore:
+    def __init__(self, sessions: sessionmaker) -> None:
+        self._sessions = sessions
+
+    def write(self, entry: AuditEntry) -> None:
+        row = AuditRecord(
+            at=entry.at,
+            key_id=entry.key_id,
+            method=entry.method[:8],
+            endpoint=entry.endpoint[:255],
+            model=None if entry.model is None else entry.model[:255],
+            status=entry.status,
+            prompt_tokens=entry.prompt_tokens,
+            completion_tokens=entry.completion_tokens,
+            latency_ms=entry.latency_ms,
+            trace_id=entry.trace_id[:128],
+            client=None if entry.client is None else entry.client[:64],
+            image_hashes=json.dumps(entry.image_hashes) if entry.image_hashes else None,
+            content_json=None if entry.content is None else json.dumps(entry.content, ensure_ascii=False),
+        )
+        with self._sessions.begin() as session:
+            session.add(row)
+
+    def query(self, *, limit: int = 50, key_id: str | None = None, since: datetime | None = None) -> list[AuditRecord]:
+        """The newest records first, optionally of one key and from a time on."""
+        query = select(AuditRecord).order_by(AuditRecord.at.desc(), AuditRecord.id.desc()).limit(limit)
+        if key_id is not None:
+            query = query.where(AuditRecord.key_id == key_id)
+        if since is not None:
+            query = query.where(AuditRecord.at >= since)
+        with self._sessions() as session:
+            return list(session.scalars(query))
+
+    def purge(self, older_than: datetime) -> int:
+        """Delete the records from before ``older_than``; returns how many."""
+        with self._sessions.begin() as session:
+            return session.execute(delete(AuditRecord).where(AuditRecord.at < older_than)).rowcount
+
+
+async def purge_periodically(store: AuditStore, retention_days: float, every_s: float = PURGE_EVERY_S) -> None:
+    """Delete expired records now and then every ``every_s`` seconds, until cancelled."""
+    while True:
+        try:
+            deleted = await asyncio.to_thread(store.purge, utcnow() - timedelta(days=retention_days))
+            if deleted:
+                log.info("audit: deleted %d record(s) older than %g days", deleted, retention_days)
+        except Exception as exc:  # the database may be down for a while: try again next time
+            log.warning("audit: purging old records failed: %s", exc)
+        await asyncio.sleep(every_s)
+
+
+def _endpoint(scope: Scope) -> str:
+    """The route template (/v1/documents/{document_id}) once routing ran, else the path as sent."""
+    route_path = getattr(scope.get("route"), "path", None)
+    return str(route_path if isinstance(route_path, str) else scope.get("path", ""))[:255]
+
+
+def _content(record: RequestRecord) -> dict | None:
+    if not record.keep_content:
+        return None
+    return {"texts": record.texts, "images": [base64.b64encode(data).decode() for data in record.images]}
+
+
+class AuditMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.enabled = settings.audit
+        self.keep_content = settings.audit_content
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = getattr(scope["app"].state, "vlserve", None) if "app" in scope else None
+        store = getattr(runtime, "audit", None)
+        if scope["type"] != "http" or not self.enabled or store is None or is_open(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        record = current_record.get()
+        token = None
+        if record is None:
+            record = RequestRecord(keep_content=self.keep_content)
+            token = current_record.set(record)
+        at, started = utcnow(), time.perf_counter()
+        seen: dict[str, float | int] = {}
+
+        async def observe(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                seen["ended"] = time.perf_counter()
+
+        try:
+            await self.app(scope, receive, observe)
+        except asyncio.CancelledError:
+            seen.setdefault("status", CLIENT_CLOSED)
+            raise
+        except Exception:
+            seen.setdefault("status", 500)  # the server error middleware outside answers 500
+            raise
+        finally:
+            if token is not None:
+                current_record.reset(token)
+            ended = seen.get("ended", time.perf_counter())
+            entry = self._entry(scope, record, at, int(seen.get("status", CLIENT_CLOSED)), ended - started)
+            await self._write(store, entry)
+
+    def _entry(self, scope: Scope, record: RequestRecord, at: datetime, status: int, seconds: float) -> AuditEntry:
+        principal = principal_of(scope)
+        client = scope.get("client")
+        return AuditEntry(
+            at=at,
+            key_id=None if principal is None else principal.key_id,
+            method=scope.get("method", "")[:8],
+            endpoint=_endpoint(scope),
+            status=status,
+            latency_ms=round(seconds * 1000),
+            trace_id=str(scope.get("state", {}).get("request_id") or "-"),
+            client=None if not client else str(client[0]),
+            model=record.model,
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+            image_hashes=list(record.image_hashes),
+            content=_content(record),
+        )
+
+    @staticmethod
+    async def _write(store: AuditStore, entry: AuditEntry) -> None:
+        try:
+            await asyncio.to_thread(store.write, entry)
+        except Exception as exc:  # an audit failure is logged; the response has already gone out
+            log.error("audit: writing the record of %s %s failed: %s", entry.method, entry.endpoint, exc)

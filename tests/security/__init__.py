@@ -1,0 +1,1 @@
+"""Security tier: API keys, auth, rate limits and quotas, audit."""
