@@ -1,6 +1,8 @@
 """Pure-ASGI middleware that limits request bodies while they stream in, before anything buffers them.
 
-- A ``Content-Length`` over the route's limit is answered 413 at once, without reading the body.
+- A ``Content-Length`` over the route's limit is answered 413 without keeping any of the body (what the
+  client is still sending is read and dropped, bounded, so that it can read the answer; see
+  :func:`discard_rest`).
 - A body without one (chunked) is counted as it arrives and answered 413 as soon as it passes the limit.
 - A body that stalls longer than ``read_timeout_s`` between chunks is answered 408 ``request_timeout``.
 - A multipart body is refused once it has more parts than ``max_form_fields`` (boundaries are counted
@@ -15,6 +17,7 @@ After each request the :class:`MemoryReleaser` may give a large request's memory
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 
@@ -97,6 +100,33 @@ def request_timeout(seconds: float) -> ClientError:
     return error
 
 
+_DRAIN_BYTES = 128 * _MIB  # what is read and dropped after a refusal, so the client can read the answer
+_DRAIN_S = 3.0
+
+
+async def discard_rest(receive: Receive, *, max_bytes: int = _DRAIN_BYTES, seconds: float = _DRAIN_S) -> None:
+    """Read and drop what is left of a refused body, bounded in bytes and time.
+
+    A server that answers and closes while the client is still sending makes the kernel reset the
+    connection, and most clients then report a broken connection instead of the 413. Reading the rest
+    (nothing is kept) lets them read the answer; past the bounds the connection is closed anyway."""
+    dropped = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while dropped <= max_bytes:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                dropped += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+
+
+def _expects_continue(scope: Scope) -> bool:
+    """A client that waits for ``100 Continue`` sends no body until it is read: nothing to drain."""
+    return (_header(scope, b"expect") or b"").strip().lower() == b"100-continue"
+
+
 async def send_error(send: Send, error: VLServeError) -> None:
     """The error envelope as a whole response, closing the connection (the rest of the body is not read)."""
     body = json.dumps(error_body(error), separators=(",", ":")).encode()
@@ -134,7 +164,7 @@ class _Body:
             async with asyncio.timeout(self._timeout):
                 message = await self._receive()
         except TimeoutError:
-            return await self._refuse(request_timeout(self._timeout))
+            return await self._refuse(request_timeout(self._timeout), drain=False)
         if message["type"] != "http.request":
             self.complete = True
             return message
@@ -150,9 +180,11 @@ class _Body:
                 return await self._refuse(too_many_fields(self._max_fields))
         return message
 
-    async def _refuse(self, error: VLServeError) -> Message:
+    async def _refuse(self, error: VLServeError, *, drain: bool = True) -> Message:
         """Answer ``error`` (if no response has started), and tell the app the client went away."""
         self.answered = True
+        if drain and not self.complete:
+            await discard_rest(self._receive)
         if not self.started:
             log.info("request refused while its body arrived: %s", error.message)
             await send_error(self._send, error)
@@ -181,6 +213,8 @@ class BodyLimitMiddleware:
         limit, setting = self._routes.of(scope)
         declared = _header(scope, b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            if int(declared) <= _DRAIN_BYTES and not _expects_continue(scope):
+                await discard_rest(receive)
             await send_error(send, payload_too_large(limit, param=None, what="the request body", setting=setting))
             return
         boundary = multipart_boundary(_header(scope, b"content-type"))
