@@ -75,7 +75,7 @@ def assert_clean_exit(server: ServerProcess, signalled_at: float, within: float)
 
 
 def test_past_the_grace_period_a_stream_ends_with_an_error_event_and_done_and_an_answer_with_a_503(launch):
-    server = launch(shutdown_grace_s=1)
+    server = launch(shutdown_grace_s=1, batch_wait_ms=2000)  # the two requests, sent together, run as one batch
     streaming = threading.Event()
     stream, streamed = in_thread(lambda: read_stream(server.url, LONG, streaming))
     whole, answered = in_thread(lambda: httpx.post(f"{server.url}/v1/chat/completions", json=LONG, timeout=60))
@@ -102,7 +102,7 @@ def test_past_the_grace_period_a_stream_ends_with_an_error_event_and_done_and_an
 
 
 def test_a_request_in_flight_at_sigterm_completes_and_a_second_signal_ends_the_rest_at_once(launch):
-    server = launch(shutdown_grace_s=120)
+    server = launch(shutdown_grace_s=120, batch_wait_ms=2000)  # the two requests, sent together, run as one batch
     streaming = threading.Event()
     stream, streamed = in_thread(lambda: read_stream(server.url, LONG, streaming))
     short = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 60, "ignore_eos": True}
