@@ -10,13 +10,15 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from vlserve import __version__
-from vlserve.api import chat, completions, docs, documents, health, models, unserved, vision
+from vlserve.api import chat, completions, docs, documents, health, metrics, models, unserved, vision
 from vlserve.api.body_limit import BodyLimitMiddleware
 from vlserve.api.cors import cors_options
 from vlserve.api.errors import install_error_handlers
 from vlserve.api.methods import HeadMiddleware
 from vlserve.api.openapi import install_openapi
 from vlserve.engine import Engine
+from vlserve.observability.access_log import AccessLogMiddleware
+from vlserve.observability.metrics_middleware import MetricsMiddleware
 from vlserve.observability.request_id import RequestIdMiddleware
 from vlserve.runtime import open_runtime
 from vlserve.security.audit import AuditMiddleware
@@ -52,12 +54,14 @@ def build_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, settings=settings)  # bodies counted as they arrive
     app.add_middleware(HeadMiddleware)  # HEAD runs the GET, without its body
     # Outside auth, the body limit and HEAD: refused requests (401, 413) are recorded, HEAD as HEAD.
+    app.add_middleware(MetricsMiddleware)  # inside audit: reads the same RequestRecord
     app.add_middleware(AuditMiddleware, settings=settings)
     if (cors := cors_options(settings)) is not None:  # outside the rest: preflights are answered first
         app.add_middleware(CORSMiddleware, **cors)
+    app.add_middleware(AccessLogMiddleware, settings=settings)  # outermost but the id: every request, its id
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    for module in (chat, completions, vision, documents, models, health, unserved):
+    for module in (chat, completions, vision, documents, models, health, metrics, unserved):
         app.include_router(module.router)
     if settings.docs:
         app.include_router(docs.router)

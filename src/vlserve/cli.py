@@ -179,7 +179,7 @@ def serve(
         vllm_quantization=quantization,
         vllm_args=vllm_args,
     )
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:  # the port first: a server that cannot listen touches no model, database or job
         sockets = bind(settings.host, settings.port)
     except BindError as exc:
@@ -197,9 +197,11 @@ def serve(
                 check_vllm(settings)
             target = str(ensure_model(settings))
         name = settings.model_name() or "the upstream's model"
-        console.print(
-            f"serving [bold]{name}[/bold] ({settings.engine}) from {target} on http://{settings.host}:{settings.port}"
-        )
+        serving = f"({settings.engine}) from {target} on http://{settings.host}:{settings.port}"
+        if settings.log_format == "json":  # every line of the server's output is then one JSON object
+            logging.getLogger("vlserve.cli").info("serving %s %s", name, serving)
+        else:
+            console.print(f"serving [bold]{escape(name)}[/bold] {serving}")
         run_server(settings, build_app(settings), sockets)
     finally:
         for sock in sockets:

@@ -18,6 +18,7 @@ from vlserve.documents.service import DocumentService
 from vlserve.engine import Engine, build_engine
 from vlserve.errors import ServerError, sanitize_message
 from vlserve.media import ImageFetcher, MediaLoader
+from vlserve.observability.metrics import EngineGauges, Metrics
 from vlserve.security.audit import AuditStore, purge_periodically
 from vlserve.security.keys import KeyStore
 from vlserve.security.quotas import OwnerQuota
@@ -40,6 +41,17 @@ class Runtime:
     load_error: str | None = None  # why the engine failed to start, sanitised for the health probes
     limiter: Limiter = field(default_factory=LocalLimiter)  # per-key limits: in-process, or Redis (redis_url)
     draining: bool = False  # SIGTERM: no new work; the document worker claims no new page
+    metrics: Metrics = field(default_factory=lambda: Metrics(per_key=False))  # what GET /metrics shows
+
+    def gauges(self) -> EngineGauges:
+        """Readiness and load now, for the metrics."""
+        status = self.engine.status()
+        return EngineGauges(
+            ready=self.engine.ready and self.load_error is None,
+            queue_depth=status.queue_depth,
+            running=status.running,
+            admitted=self.generation.admission.in_use,
+        )
 
     async def load(self) -> bool:
         """Start the engine (load and warm up), then the document worker; False if the engine failed."""
@@ -98,10 +110,14 @@ async def open_runtime(
             quota = OwnerQuota(limiter, keys.principal)
             jobs = DocumentService(settings, generation, sessions=sessions, quota=quota) if documents else None
             audit = AuditStore(sessions)
+            metrics = Metrics(per_key=settings.auth_required())
             runtime = Runtime(
                 settings, served, generation, keys, jobs,
-                audit=audit if settings.audit else None, limiter=limiter,
+                audit=audit if settings.audit else None, limiter=limiter, metrics=metrics,
             )  # fmt: skip
+            metrics.watch_engine(runtime.gauges)
+            if jobs is not None and jobs.runner is not None:
+                jobs.runner.on_page = metrics.observe_page
             purging = asyncio.create_task(
                 purge_periodically(audit, settings.audit_retention_days), name="vlserve-audit-purge"
             )

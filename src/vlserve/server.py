@@ -29,6 +29,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vlserve.api.draining import DrainGate
+from vlserve.observability.logging import log_config
 from vlserve.server_protocol import protocol_for
 from vlserve.service.shutdown import Drain
 from vlserve.settings import Settings
@@ -213,6 +214,8 @@ def serve(settings: Settings, app: FastAPI, sockets: list[socket.socket]) -> Non
         ws="none",
         lifespan="on",
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level, settings.log_format),  # our format, uvicorn's errors too
+        access_log=False,  # vlserve writes its own access line (observability/access_log.py)
         backlog=BACKLOG,
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_keep_alive=settings.keepalive_timeout_s,  # type: ignore[arg-type]  # a float works

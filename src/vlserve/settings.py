@@ -181,6 +181,11 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Listen address.")
     port: int = Field(default=8080, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Server log lines: text (readable, one line each) or json (one JSON object per line, with the "
+        "trace id; each request adds an access line with its status, latency, key, model and tokens).",
+    )
     docs: bool = Field(default=True, description="Serve Swagger UI at /docs and the schema at /openapi.json.")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -11,11 +11,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vlserve.api.methods import allowed_methods
 from vlserve.errors import ClientError, NotFoundError, ServerError, VLServeError, error_body, shorten
+from vlserve.observability.accounting import note_error
 
 log = logging.getLogger("vlserve.api")
 
 
 def error_response(exc: VLServeError, verbatim: tuple[str, ...] = ()) -> JSONResponse:
+    note_error(exc.code)  # errors by code, in the metrics
     return JSONResponse(error_body(exc, verbatim), status_code=exc.status_code, headers=exc.headers)
 
 

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 import zlib
+from collections.abc import Callable
 from datetime import timedelta
 
 from vlserve.documents.pipeline import PageTask, page_prompt, read_page
@@ -55,6 +56,7 @@ class DocumentRunner:
         self._finishing: list[asyncio.Task] = []  # page loops and the webhook sender: let run to a deadline
         self._stopping = False  # draining: claim nothing new
         self._deadline: float | None = None  # draining: work in hand may finish until then (event-loop time)
+        self.on_page: Callable[[str, float], None] | None = None  # each page read: outcome, seconds (metrics)
 
     def wake(self) -> None:
         """A job was submitted or ended: look for work now rather than at the next poll."""
@@ -161,6 +163,8 @@ class DocumentRunner:
                 "document %s page %d: %s after %d attempt(s)",
                 page.document_id, page.page_number, outcome.status, outcome.attempts,
             )  # fmt: skip
+            if self.on_page is not None:
+                self.on_page(outcome.status, time.monotonic() - rendered)
         ended = await asyncio.to_thread(self._store.end_if_done, page.document_id)
         if ended is not None:
             log.info("document %s %s", ended.id, ended.status)

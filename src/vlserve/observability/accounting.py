@@ -19,6 +19,10 @@ class RequestRecord:
     model: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    image_tokens: int | None = None  # part of prompt_tokens
+    first_token_s: float | None = None  # a streamed answer: engine submission to its first delta
+    decode_s: float | None = None  # a streamed answer: its first delta to its last
+    error_code: str | None = None  # the ``code`` of the error envelope the request was answered with
     image_hashes: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)  # prompt text, kept only when audit_content is on
     images: list[bytes] = field(default_factory=list)  # image bytes, kept only when audit_content is on
@@ -43,6 +47,19 @@ def note_usage(usage: Usage) -> None:
     if record is not None:
         record.prompt_tokens = (record.prompt_tokens or 0) + usage.prompt_tokens
         record.completion_tokens = (record.completion_tokens or 0) + usage.completion_tokens
+        record.image_tokens = (record.image_tokens or 0) + usage.image_tokens
+
+
+def note_timing(first_token_s: float, decode_s: float) -> None:
+    record = current_record.get()
+    if record is not None:
+        record.first_token_s, record.decode_s = first_token_s, decode_s
+
+
+def note_error(code: str | None) -> None:
+    record = current_record.get()
+    if record is not None and code:
+        record.error_code = code
 
 
 def image_hash(data: bytes) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ from vlserve.errors import ModelOutputError, NotFoundError, ServerError
 from vlserve.media import MediaLoader, MediaRef
 from vlserve.media.resize import DEFAULT_MAX_PIXELS
 from vlserve.media.sources import EncodedImage
-from vlserve.observability.accounting import note_image, note_model, note_text, note_usage
+from vlserve.observability.accounting import note_image, note_model, note_text, note_timing, note_usage
 from vlserve.service.admission import Admission, Slot
 from vlserve.structured import OutputFormat, validate_output
 
@@ -125,6 +126,7 @@ class GenerationService:
         request's admission ``slot``, the stream holds it until it ends (or is closed, or collected).
         """
         await self.engine.check(prepared, params)
+        submitted = time.perf_counter()
         deltas = self.engine.generate(prepared, params)
         if slot is not None:  # started below, so that closing it (or its collection) releases the slot
             deltas = slot.hold_during(deltas)
@@ -135,10 +137,16 @@ class GenerationService:
         except BaseException:
             await deltas.aclose()
             raise
-        return self._validated(first, deltas, params.output)
+        # Token timings only mean something when the engine streams (a whole answer comes as one delta).
+        started = (submitted, time.perf_counter()) if params.incremental else None
+        return self._validated(first, deltas, params.output, started)
 
     async def _validated(
-        self, first: Delta, deltas: AsyncIterator[Delta], output: OutputFormat | None
+        self,
+        first: Delta,
+        deltas: AsyncIterator[Delta],
+        output: OutputFormat | None,
+        started: tuple[float, float] | None = None,  # when it was submitted, when the first delta came
     ) -> AsyncIterator[Delta]:
         text: list[str] = []
         delta = first
@@ -149,6 +157,8 @@ class GenerationService:
                     note_model(self.engine.info.id)
                     if delta.usage is not None:
                         note_usage(delta.usage)
+                    if started is not None:
+                        note_timing(started[1] - started[0], time.perf_counter() - started[1])
                     error = answer_error("".join(text), delta.finish_reason, output)
                     if error is not None:  # the text so far, then the error instead of a finish
                         if delta.text:

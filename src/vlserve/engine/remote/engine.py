@@ -29,7 +29,7 @@ from vlserve.engine.remote.upstreams import Upstream, UpstreamPool
 from vlserve.engine.remote.wire import chat_inputs, request_body
 from vlserve.engine.warmup import warm_up
 from vlserve.errors import ContextLengthError, RateLimitError, ServerError
-from vlserve.observability.request_id import current_request_id
+from vlserve.observability.request_id import current_request_id, current_traceparent
 from vlserve.structured import OutputFormat
 
 log = logging.getLogger("vlserve.engine")
@@ -188,8 +188,10 @@ class RemoteEngine:
             self._inflight -= 1
 
     def _exchange(self, upstream: Upstream, prepared: RemotePrompt) -> Exchange:
-        trace_id = current_request_id.get()
+        trace_id, traceparent = current_request_id.get(), current_traceparent.get()
         headers = self._headers if trace_id == "-" else {**self._headers, "X-Request-Id": trace_id}
+        if traceparent is not None:  # the caller's W3C trace context, passed on unchanged
+            headers = {**headers, "traceparent": traceparent}
         return Exchange(
             self._client, f"{upstream.url}/{prepared.endpoint}", headers, prepared.image_tokens, self.scrub,
             first_token_timeout=self._config.first_token_timeout, timeout=self._config.timeout,

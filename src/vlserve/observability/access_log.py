@@ -1,0 +1,92 @@
+"""Pure-ASGI middleware writing one access line per HTTP request, when its response has ended.
+
+It replaces uvicorn's access log, so the line has the server's format and the request's trace id, and adds
+what vlserve knows of the request: the API key, the model and the tokens (from the :class:`RequestRecord`
+that this middleware opens when the audit middleware inside has not; the audit reuses it). ``cache`` is the
+response cache's outcome, null until a cache fills it in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from vlserve.observability.accounting import RequestRecord, current_record
+from vlserve.security.principal import principal_of
+from vlserve.settings import Settings
+
+log = logging.getLogger("vlserve.access")
+CLIENT_CLOSED = 499  # the client went away before any response was sent (nginx's convention)
+
+
+def access_fields(scope: Scope, record: RequestRecord, status: int, seconds: float) -> dict[str, Any]:
+    principal = principal_of(scope)
+    return {
+        "method": scope.get("method", ""),
+        "path": scope.get("path", ""),
+        "status": status,
+        "latency_ms": round(seconds * 1000, 1),
+        "key_id": None if principal is None else principal.key_id,
+        "model": record.model,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "cache": None,
+    }
+
+
+def access_message(fields: dict[str, Any]) -> str:
+    """The readable line: ``POST /v1/chat/completions 200 41.2 ms key=k1 model=m tokens=12+30``."""
+    words = [fields["method"], fields["path"], str(fields["status"]), f"{fields['latency_ms']} ms"]
+    if fields["key_id"] is not None:
+        words.append(f"key={fields['key_id']}")
+    if fields["model"] is not None:
+        words.append(f"model={fields['model']}")
+    if fields["prompt_tokens"] is not None or fields["completion_tokens"] is not None:
+        words.append(f"tokens={fields['prompt_tokens'] or 0}+{fields['completion_tokens'] or 0}")
+    if fields["cache"] is not None:
+        words.append(f"cache={fields['cache']}")
+    return " ".join(words)
+
+
+class AccessLogMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.keep_content = settings.audit and settings.audit_content  # as the audit's own record would
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not log.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        record = current_record.get()
+        token = None
+        if record is None:
+            record = RequestRecord(keep_content=self.keep_content)
+            token = current_record.set(record)
+        started = time.perf_counter()
+        seen: dict[str, float | int] = {}
+
+        async def observe(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                seen["ended"] = time.perf_counter()
+
+        try:
+            await self.app(scope, receive, observe)
+        except asyncio.CancelledError:
+            seen.setdefault("status", CLIENT_CLOSED)
+            raise
+        except Exception:
+            seen.setdefault("status", 500)  # the server error middleware outside answers 500
+            raise
+        finally:
+            if token is not None:
+                current_record.reset(token)
+            seconds = seen.get("ended", time.perf_counter()) - started
+            fields = access_fields(scope, record, int(seen.get("status", CLIENT_CLOSED)), seconds)
+            log.info("%s", access_message(fields), extra={"access": fields})
