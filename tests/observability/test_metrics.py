@@ -70,6 +70,20 @@ def test_a_streamed_answer_observes_time_to_first_token_and_per_output_token(cli
     assert 0 <= value(after, "vlserve_time_to_first_token_seconds_sum") < 60  # a sanity bound, not a timing
 
 
+def test_an_error_inside_a_stream_that_answered_200_is_counted_by_its_code(make_client):
+    from tests.api.test_completions_api import FailingEngine
+
+    client = make_client(FailingEngine())
+    before = scrape(client)
+    with client.stream("POST", "/v1/completions", json={"prompt": "the sky is", "stream": True}) as r:
+        assert r.status_code == 200
+        assert '"internal_error"' in "".join(r.iter_text())
+    after = scrape(client)
+    assert value(after, "vlserve_errors_total", code="internal_error") == (
+        value(before, "vlserve_errors_total", code="internal_error") + 1
+    )
+
+
 def test_image_tokens_are_counted(client):
     url = "data:image/png;base64," + base64.b64encode(solid((64, 48))).decode()
     response = client.post(CHAT, json={"model": "fake-vl", "messages": image_message(url), "max_tokens": 4})

@@ -10,6 +10,7 @@ from typing import Any
 from vlserve.api.protocol import usage
 from vlserve.engine.base import Delta, TokenLogprob, ToolCall, ToolCallDelta, Usage
 from vlserve.errors import ServerError, VLServeError, error_body
+from vlserve.observability.accounting import note_error
 from vlserve.service import Completion
 from vlserve.service.shutdown import until_shutdown
 
@@ -37,9 +38,12 @@ async def ending_cleanly(events: AsyncIterator[str], deltas: AsyncIterator[Delta
         async for event in until_shutdown(events):
             yield event
     except VLServeError as exc:
+        note_error(exc.code)  # the response said 200: the error is counted by the code the client read
         yield sse(error_body(exc))
     except Exception:  # noqa: BLE001 - an unexpected failure still ends the stream cleanly
-        yield sse(error_body(ServerError("generation failed; see the server log")))
+        failure = ServerError("generation failed; see the server log")
+        note_error(failure.code)
+        yield sse(error_body(failure))
     finally:
         await deltas.aclose()
     yield sse("[DONE]")
