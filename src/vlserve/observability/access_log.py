@@ -8,19 +8,17 @@ response cache's outcome, null until a cache fills it in.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vlserve.observability.accounting import RequestRecord, current_record
+from vlserve.observability.accounting import RequestRecord
+from vlserve.observability.response_watch import ResponseWatch
 from vlserve.security.principal import principal_of
 from vlserve.settings import Settings
 
 log = logging.getLogger("vlserve.access")
-CLIENT_CLOSED = 499  # the client went away before any response was sent (nginx's convention)
 
 
 def access_fields(scope: Scope, record: RequestRecord, status: int, seconds: float) -> dict[str, Any]:
@@ -61,32 +59,9 @@ class AccessLogMiddleware:
         if scope["type"] != "http" or not log.isEnabledFor(logging.INFO):
             await self.app(scope, receive, send)
             return
-        record = current_record.get()
-        token = None
-        if record is None:
-            record = RequestRecord(keep_content=self.keep_content)
-            token = current_record.set(record)
-        started = time.perf_counter()
-        seen: dict[str, float | int] = {}
-
-        async def observe(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                seen["status"] = message["status"]
-            await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                seen["ended"] = time.perf_counter()
-
+        watch = ResponseWatch(send, keep_content=self.keep_content)
         try:
-            await self.app(scope, receive, observe)
-        except asyncio.CancelledError:
-            seen.setdefault("status", CLIENT_CLOSED)
-            raise
-        except Exception:
-            seen.setdefault("status", 500)  # the server error middleware outside answers 500
-            raise
+            await watch.run(self.app, scope, receive)
         finally:
-            if token is not None:
-                current_record.reset(token)
-            seconds = seen.get("ended", time.perf_counter()) - started
-            fields = access_fields(scope, record, int(seen.get("status", CLIENT_CLOSED)), seconds)
+            fields = access_fields(scope, watch.record, watch.final_status, watch.seconds)
             log.info("%s", access_message(fields), extra={"access": fields})

@@ -9,18 +9,15 @@ exception handlers (auth, quotas, the body limit) is counted by the ``code`` of 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import time
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vlserve.observability.accounting import RequestRecord, current_record
+from vlserve.observability.response_watch import ResponseWatch
 from vlserve.security.principal import principal_of
 
 UNMATCHED = "unmatched"
-CLIENT_CLOSED = 499
 _CODE = re.compile(r"^[a-z0-9_]{1,64}$")
 _SNIFF_BYTES = 4096  # error envelopes are small; a longer body is not read for its code
 
@@ -49,47 +46,18 @@ class MetricsMiddleware:
         if scope["type"] != "http" or metrics is None:
             await self.app(scope, receive, send)
             return
-        record = current_record.get()
-        token = None
-        if record is None:  # audit off, or a health probe: keep one for this request
-            record = RequestRecord()
-            token = current_record.set(record)
-        started = time.perf_counter()
-        seen: dict[str, float | int] = {}
-        error_body = bytearray()
-
-        async def observe(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                seen["status"] = message["status"]
-            elif (
-                message["type"] == "http.response.body"
-                and seen.get("status", 0) >= 400
-                and len(error_body) < _SNIFF_BYTES
-            ):
-                error_body.extend(message.get("body", b"")[: _SNIFF_BYTES - len(error_body)])
-            await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                seen["ended"] = time.perf_counter()
-
+        watch = ResponseWatch(send, error_bytes=_SNIFF_BYTES)  # audit off, or a health probe: its own record
         try:
-            await self.app(scope, receive, observe)
-        except asyncio.CancelledError:
-            seen.setdefault("status", CLIENT_CLOSED)
-            raise
-        except Exception:
-            seen.setdefault("status", 500)  # the server error middleware outside answers 500
-            raise
+            await watch.run(self.app, scope, receive)
         finally:
-            if token is not None:
-                current_record.reset(token)
-            status = int(seen.get("status", CLIENT_CLOSED))
+            record, status = watch.record, watch.final_status
             if status >= 400 and record.error_code is None:
-                record.error_code = envelope_code(bytes(error_body))
+                record.error_code = envelope_code(bytes(watch.error_head))
             principal = principal_of(scope)
             metrics.observe_request(
                 endpoint=endpoint_of(scope),
                 status=status,
-                seconds=seen.get("ended", time.perf_counter()) - started,
+                seconds=watch.seconds,
                 record=record,
                 key_id=None if principal is None else principal.key_id,
             )

@@ -13,15 +13,15 @@ import asyncio
 import base64
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import sessionmaker
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vlserve.observability.accounting import RequestRecord, current_record
+from vlserve.observability.accounting import RequestRecord
+from vlserve.observability.response_watch import ResponseWatch
 from vlserve.security.auth import is_open
 from vlserve.security.principal import principal_of
 from vlserve.settings import Settings
@@ -31,7 +31,6 @@ from vlserve.store.models import AuditRecord
 log = logging.getLogger("vlserve.audit")
 
 PURGE_EVERY_S = 3600.0
-CLIENT_CLOSED = 499  # the client went away before any response was sent (nginx's convention)
 
 
 @dataclass(frozen=True)
@@ -126,35 +125,11 @@ class AuditMiddleware:
         if scope["type"] != "http" or not self.enabled or store is None or is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
-        record = current_record.get()
-        token = None
-        if record is None:
-            record = RequestRecord(keep_content=self.keep_content)
-            token = current_record.set(record)
-        at, started = utcnow(), time.perf_counter()
-        seen: dict[str, float | int] = {}
-
-        async def observe(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                seen["status"] = message["status"]
-            await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                seen["ended"] = time.perf_counter()
-
+        at, watch = utcnow(), ResponseWatch(send, keep_content=self.keep_content)
         try:
-            await self.app(scope, receive, observe)
-        except asyncio.CancelledError:
-            seen.setdefault("status", CLIENT_CLOSED)
-            raise
-        except Exception:
-            seen.setdefault("status", 500)  # the server error middleware outside answers 500
-            raise
+            await watch.run(self.app, scope, receive)
         finally:
-            if token is not None:
-                current_record.reset(token)
-            ended = seen.get("ended", time.perf_counter())
-            entry = self._entry(scope, record, at, int(seen.get("status", CLIENT_CLOSED)), ended - started)
-            await self._write(store, entry)
+            await self._write(store, self._entry(scope, watch.record, at, watch.final_status, watch.seconds))
 
     def _entry(self, scope: Scope, record: RequestRecord, at: datetime, status: int, seconds: float) -> AuditEntry:
         principal = principal_of(scope)
