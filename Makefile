@@ -5,7 +5,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup services serve test lint demo clean
+.PHONY: setup services promtool serve test lint demo clean
 
 setup: $(VENV)/.installed
 
@@ -19,11 +19,23 @@ serve: setup
 	$(BIN)/vlserve serve
 
 # The tests use the real PostgreSQL and Redis on loopback; start them where this machine has them but they are down.
-services:
+services: promtool
 	@if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432 && [ -d /etc/postgresql ]; then \
 		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true; fi
 	@if command -v redis-cli >/dev/null && ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then \
 		redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no || true; fi
+
+# promtool checks deploy/prometheus (tests/deploy). As root with apt-get, install Debian's prometheus package for it,
+# quietly; a policy-rc.d that refuses (Docker images have one) keeps its daemon from starting, and it stays disabled.
+promtool:
+	@if ! command -v promtool >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; log=$$(mktemp); policy=/usr/sbin/policy-rc.d; ours=; \
+		if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' >$$policy && chmod +x $$policy && ours=1; fi; \
+		install="apt-get install -y -q --no-install-recommends prometheus"; \
+		$$install >$$log 2>&1 || { apt-get update -q >>$$log 2>&1 && $$install >>$$log 2>&1; } \
+			|| { echo "promtool: apt-get install prometheus failed:"; tail -n 5 $$log; }; \
+		[ -z "$$ours" ] || rm -f $$policy; rm -f $$log; \
+		if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi; fi
 
 test: setup services
 	$(BIN)/ruff check src tests bench

@@ -1,6 +1,7 @@
 """`vlserve serve` subprocesses on free loopback ports, for the benchmarks that measure over HTTP.
 
-Both the upstream and the gateway run at log level warning, so per-request log lines cost neither.
+Both the upstream and the gateway run at log level warning, so per-request log lines cost neither, and
+with the response cache off (repeated requests would be answered from it), unless a benchmark turns it on.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def vlserve(*args: str, timeout: float = 300, **settings: object) -> Iterator[Se
     with tempfile.TemporaryDirectory(prefix="vlserve-bench-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VLSERVE_")}
         env.update({"VLSERVE_DATA_DIR": tmp, "VLSERVE_LOG_LEVEL": "warning", "VLSERVE_DOCUMENT_WORKER": "false"})
+        env["VLSERVE_CACHE"] = "false"  # benchmarks repeat requests to measure the engine path (cache=True: on)
         env.update({f"VLSERVE_{k.upper()}": str(v) for k, v in settings.items()})
         log = (Path(tmp) / "server.log").open("w")
         command = [sys.executable, "-m", "vlserve.cli", "serve", "--port", str(port), *args]

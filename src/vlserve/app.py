@@ -28,9 +28,17 @@ from vlserve.settings import Settings
 
 
 def build_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    tracing = None
+    if settings.otlp_endpoint is not None:  # OpenTelemetry is imported only when spans are exported
+        from vlserve.observability.tracing import Tracing
+        from vlserve.observability.tracing_middleware import TracingMiddleware
+
+        tracing = Tracing(settings)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(settings, engine) as runtime:
+        traced = contextlib.nullcontext() if tracing is None else tracing.running()  # spans flushed last
+        async with traced, open_runtime(settings, engine) as runtime:
             app.state.vlserve = runtime
             loading = asyncio.create_task(runtime.load(), name="vlserve-load")
             try:
@@ -54,15 +62,21 @@ def build_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, settings=settings)  # bodies counted as they arrive
     app.add_middleware(HeadMiddleware)  # HEAD runs the GET, without its body
     # Outside auth, the body limit and HEAD: refused requests (401, 413) are recorded, HEAD as HEAD.
-    app.add_middleware(MetricsMiddleware)  # inside audit: reads the same RequestRecord
+    if settings.metrics:
+        app.add_middleware(MetricsMiddleware)  # inside audit: reads the same RequestRecord
     app.add_middleware(AuditMiddleware, settings=settings)
     if (cors := cors_options(settings)) is not None:  # outside the rest: preflights are answered first
         app.add_middleware(CORSMiddleware, **cors)
-    app.add_middleware(AccessLogMiddleware, settings=settings)  # outermost but the id: every request, its id
+    if settings.access_log:
+        app.add_middleware(AccessLogMiddleware, settings=settings)  # outside the rest: every request, its id
+    if tracing is not None:  # just inside the id: continues the client's trace, sees every final status
+        app.add_middleware(TracingMiddleware, tracing=tracing, keep_content=settings.audit and settings.audit_content)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    for module in (chat, completions, vision, documents, models, health, metrics, unserved):
+    for module in (chat, completions, vision, documents, models, health, unserved):
         app.include_router(module.router)
+    if settings.metrics:  # VLSERVE_METRICS=0: no /metrics route (404) and no metrics middleware
+        app.include_router(metrics.router)
     if settings.docs:
         app.include_router(docs.router)
     install_openapi(app, settings)

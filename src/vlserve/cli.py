@@ -105,6 +105,16 @@ def check_redis(url: str) -> None:
         raise typer.Exit(2) from None
 
 
+def check_tracing() -> None:
+    """Trace export (VLSERVE_OTLP_ENDPOINT) needs the OpenTelemetry SDK; without it, one line saying how to add it."""
+    from vlserve.observability.otlp_config import INSTALL_HINT, missing_package
+
+    if (module := missing_package()) is not None:
+        message = f"VLSERVE_OTLP_ENDPOINT is set but OpenTelemetry ({module}) is not installed; run {INSTALL_HINT}"
+        console.print(f"[red]cannot serve:[/red] {escape(message)}", highlight=False)
+        raise typer.Exit(2)
+
+
 @app.command()
 def serve(
     model: Annotated[
@@ -188,6 +198,8 @@ def serve(
     try:
         if settings.redis_url:
             check_redis(settings.redis_url)
+        if settings.otlp_endpoint is not None:
+            check_tracing()
         if settings.engine == "remote":
             if settings.model is not None:
                 ensure_model(settings)

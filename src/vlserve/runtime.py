@@ -14,16 +14,20 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import sessionmaker
 
+from vlserve.cache import MemoryStore, open_store
 from vlserve.documents.service import DocumentService
 from vlserve.engine import Engine, build_engine
 from vlserve.errors import ServerError, sanitize_message
-from vlserve.media import ImageFetcher, MediaLoader
+from vlserve.media import ImageCache, ImageFetcher, MediaLoader
+from vlserve.observability.gpu import watch_gpus
 from vlserve.observability.metrics import EngineGauges, Metrics
+from vlserve.observability.redis_health import RedisHealth
 from vlserve.security.audit import AuditStore, purge_periodically
 from vlserve.security.keys import KeyStore
 from vlserve.security.quotas import OwnerQuota
 from vlserve.security.ratelimit import Limiter, LocalLimiter, open_limiter
 from vlserve.service import GenerationService
+from vlserve.service.cached import CachedGeneration
 from vlserve.settings import Settings
 from vlserve.store.db import make_engine, make_sessions, migrate
 
@@ -42,15 +46,21 @@ class Runtime:
     limiter: Limiter = field(default_factory=LocalLimiter)  # per-key limits: in-process, or Redis (redis_url)
     draining: bool = False  # SIGTERM: no new work; the document worker claims no new page
     metrics: Metrics = field(default_factory=lambda: Metrics(per_key=False))  # what GET /metrics shows
+    answers: CachedGeneration | None = None  # chat and text completions through the response cache
 
     def gauges(self) -> EngineGauges:
         """Readiness and load now, for the metrics."""
         status = self.engine.status()
+        stalls = self.generation.stalls
+        stalled = stalls.check() is not None
         return EngineGauges(
-            ready=self.engine.ready and self.load_error is None,
+            ready=self.engine.ready and self.load_error is None and not stalled,
             queue_depth=status.queue_depth,
             running=status.running,
             admitted=self.generation.admission.in_use,
+            capacity=self.engine.capacity,
+            stalled=stalled,
+            stalls=stalls.stalls,
         )
 
     async def load(self) -> bool:
@@ -92,6 +102,8 @@ async def open_runtime(
     """The object graph for ``settings``. The engine is built but not started (a server calls ``load`` in
     the background); with ``load``, it is started first and a failure raises (the CLI's ``--local``)."""
     served = engine or build_engine(settings)
+    metrics = Metrics(per_key=settings.auth_required())
+    redis_health = RedisHealth()  # reported to by the rate limiter and the response cache
     try:
         async with (
             open_database(settings) as sessions,
@@ -101,23 +113,34 @@ async def open_runtime(
                 max_bytes=settings.max_image_bytes,
                 allowlist=settings.url_allowlist,
             ) as fetcher,
-            open_limiter(settings) as limiter,
+            open_limiter(settings, health=redis_health) as limiter,
+            open_store(
+                settings, health=redis_health, on_error=lambda: metrics.cache_errors.labels("redis").inc()
+            ) as store,
         ):
+            image_cache = ImageCache(settings.image_cache_max_bytes, settings.image_cache_ttl_s)
+            media = MediaLoader(fetcher, settings.image_limits(), cache=image_cache)
             generation = GenerationService(
-                served, MediaLoader(fetcher, settings.image_limits()), max_images=settings.max_images_per_request
+                served, media, max_images=settings.max_images_per_request, stall_timeout_s=settings.stall_timeout_s
             )
             keys = KeyStore(sessions, settings)
             quota = OwnerQuota(limiter, keys.principal)
             jobs = DocumentService(settings, generation, sessions=sessions, quota=quota) if documents else None
             audit = AuditStore(sessions)
-            metrics = Metrics(per_key=settings.auth_required())
             runtime = Runtime(
                 settings, served, generation, keys, jobs,
                 audit=audit if settings.audit else None, limiter=limiter, metrics=metrics,
             )  # fmt: skip
             metrics.watch_engine(runtime.gauges)
+            runtime.answers = CachedGeneration.of(settings, generation, store)
+            metrics.watch_cache(
+                (lambda: store.entries) if isinstance(store, MemoryStore) else None,
+                (lambda: redis_health.up) if settings.redis_url else None,
+            )
+            watch_gpus(metrics.registry)
             if jobs is not None and jobs.runner is not None:
                 jobs.runner.on_page = metrics.observe_page
+            image_cache.on_lookup = metrics.observe_image_cache
             purging = asyncio.create_task(
                 purge_periodically(audit, settings.audit_retention_days), name="vlserve-audit-purge"
             )

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     )
     default_max_tokens: int = Field(default=512, ge=1, description="Completion limit when a request sets none.")
     warmup: bool = Field(default=True, description="Run one generation (with an image) before ready.")
+    stall_timeout_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Requests wait on the engine and no token has come out for this long: the engine is stalled "
+        "(not ready, 503) until tokens flow again; 0 disables the check.",
+    )
 
     # --- remote engine (an existing OpenAI-compatible fleet) ----------------------------------
     upstream: Annotated[list[str], NoDecode] = Field(
@@ -128,6 +134,10 @@ class Settings(BaseSettings):
         ge=32 * 32,
         description="Largest pixel budget per image; unset: the checkpoint's own, at most 1280 visual tokens.",
     )
+    image_cache_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=0, description="Decoded images kept for reuse, bytes in memory; 0: off."
+    )
+    image_cache_ttl_s: float = Field(default=300.0, gt=0, description="Seconds a decoded image is kept for reuse.")
 
     # --- image URLs --------------------------------------------------------------------------
     url_fetch_timeout: float = Field(default=10.0, gt=0, description="Seconds for one image URL, all redirects.")
@@ -196,6 +206,19 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="On SIGTERM, how long in-flight requests may run before they are ended."
     )
 
+    # --- observability: metrics, access log, OpenTelemetry traces ------------------------------------
+    metrics: bool = Field(default=True, description="Serve Prometheus metrics at /metrics (off: no route, no cost).")
+    access_log: bool = Field(default=True, description="Write one access line per HTTP request.")
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP endpoint spans are exported to (http://otel-collector:4318, /v1/traces added to a "
+        "URL without a path); unset: no tracing. Needs pip install 'vlserve[otel]'.",
+    )
+    otlp_headers: SecretStr | None = Field(
+        default=None, description='Headers sent with every export, e.g. "authorization=Bearer x,tenant=a".'
+    )
+    otlp_service_name: str = Field(default="vlserve", min_length=1, description="service.name of exported spans.")
+
     # --- security: API keys, quotas, audit ---------------------------------------------------------
     require_auth: bool | None = Field(
         default=None,
@@ -227,6 +250,19 @@ class Settings(BaseSettings):
         default=False, description="Also keep prompt text and image bytes in audit records (off: hashes only)."
     )
     audit_retention_days: float = Field(default=90.0, gt=0, description="Audit records are deleted after this.")
+
+    # --- response cache (deterministic requests: temperature 0, top_k 1 or a seed) --------------------
+    cache: bool = Field(default=True, description="Cache the answers of deterministic chat and text completions.")
+    cache_scope: Literal["key", "shared"] = Field(
+        default="key",
+        description="key: an entry is seen only by the API key that made it; shared: by every key (a caller can "
+        "then learn by timing that someone asked the same).",
+    )
+    cache_ttl_s: float = Field(default=3600.0, gt=0, description="Seconds a cached answer is kept (both backends).")
+    cache_max_entries: int = Field(default=10_000, ge=1, description="In-process backend: answers kept.")
+    cache_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="In-process backend: bytes of answers kept."
+    )
 
     # --- request limits (checked before any work) -------------------------------------------------------
     max_body_bytes: int = Field(
@@ -306,6 +342,22 @@ class Settings(BaseSettings):
     def _check_temperatures(cls, value: list[float]) -> list[float]:
         if not value or any(not 0 <= t <= 2 for t in value):
             raise ValueError("document_temperatures needs at least one temperature, each in 0..2")
+        return value
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _check_otlp_endpoint(cls, value: str | None) -> str | None:
+        from vlserve.observability.otlp_config import traces_url
+
+        return None if value is None else traces_url(value)  # raises ValueError: a clear start-up error
+
+    @field_validator("otlp_headers")
+    @classmethod
+    def _check_otlp_headers(cls, value: SecretStr | None) -> SecretStr | None:
+        from vlserve.observability.otlp_config import parse_headers
+
+        if value is not None:
+            parse_headers(value.get_secret_value())
         return value
 
     @field_validator("url_allowlist")

@@ -25,7 +25,7 @@ def test_a_streamed_answer_moves_time_to_first_token_and_token_counters(server, 
     before = scrape(server.url)
     stream = openai_client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "describe the chart"}], max_tokens=8, temperature=0,
-        stream=True, stream_options={"include_usage": True},
+        stream=True, stream_options={"include_usage": True}, extra_headers={"Cache-Control": "no-cache"},
     )  # fmt: skip
     usage = None
     for chunk in stream:

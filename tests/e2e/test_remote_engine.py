@@ -27,7 +27,8 @@ N_PROMPTS = 24
 
 @pytest.fixture(scope="module")
 def upstream(start_server):
-    return start_server(url_allowlist="127.0.0.1/32", url_fetch_timeout=2, max_batch_size=4)
+    # The reference answers: computed every time, never the cached answer to the gateway's identical request.
+    return start_server(url_allowlist="127.0.0.1/32", url_fetch_timeout=2, max_batch_size=4, cache=False)
 
 
 @pytest.fixture(scope="module")

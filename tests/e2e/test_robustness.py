@@ -50,7 +50,7 @@ def test_bad_input_is_a_clean_4xx_and_the_server_keeps_serving(server, name):
 
 
 def test_full_queue_answers_429_with_retry_after(start_server):
-    server = start_server(max_batch_size=1, max_queue_size=1)
+    server = start_server(max_batch_size=1, max_queue_size=1, cache=False)  # identical requests would coalesce
 
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:

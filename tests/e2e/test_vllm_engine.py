@@ -18,6 +18,7 @@ from openai import OpenAI
 
 from tests.e2e.server import abandon_stream, stopped_after
 from tests.support.fake_vllm import install, records
+from vlserve.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -94,6 +95,18 @@ def test_ready_only_after_the_childs_health_and_a_warm_up_then_it_streams(manage
     chunks = list(stream)
     assert chunks[-1].usage.completion_tokens >= 1
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_metrics_engine_passes_the_childs_own_metrics_through(managed):
+    own = httpx.get(f"{managed.url}/metrics", timeout=30)
+    engine = httpx.get(f"{managed.url}/metrics/engine", timeout=30)
+    assert engine.status_code == 200 and engine.headers["content-type"].startswith("text/plain")
+    # The stand-in child is itself a vlserve on default settings: its exposition shows its transformers
+    # engine's places (batch + queue), while this server's engine holds VLSERVE_UPSTREAM_MAX_INFLIGHT.
+    fields = Settings.model_fields
+    child = fields["max_batch_size"].default + fields["max_queue_size"].default
+    assert f"vlserve_engine_capacity {float(child)}" in engine.text
+    assert f"vlserve_engine_capacity {float(fields['upstream_max_inflight'].default)}" in own.text
 
 
 def test_a_client_that_leaves_stops_the_generation_in_the_child(managed):

@@ -116,3 +116,25 @@ def test_a_failing_batch_reports_an_error_and_the_scheduler_keeps_going():
         return ok
 
     assert run(main()) == "batch=1"
+
+
+def test_the_first_delta_says_how_long_the_request_waited_for_a_place_in_a_batch():
+    async def main():
+        hold = threading.Event()
+        scheduler = Scheduler(RecordingRunner(hold), max_batch_size=1, max_queue_size=8, batch_wait_s=0)
+        scheduler.start()
+
+        async def deltas(tag: str) -> list[Delta]:
+            return [d async for d in scheduler.stream(prompt(tag), SamplingParams(), 4)]
+
+        first = asyncio.create_task(deltas("a"))
+        second = asyncio.create_task(deltas("b"))  # waits while the first batch is held
+        await asyncio.sleep(0.3)
+        hold.set()
+        results = await asyncio.gather(first, second)
+        await scheduler.stop()
+        return results
+
+    first, second = run(main())
+    assert first[0].queued_s is not None and first[0].queued_s < 0.2
+    assert second[0].queued_s is not None and second[0].queued_s >= 0.25

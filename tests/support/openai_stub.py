@@ -70,12 +70,12 @@ def _chat(body: dict) -> bool:
     return "messages" in body
 
 
-def _logprobs(body: dict, pieces: list[str]) -> dict | None:
-    """Canned logprobs of ``pieces`` in the shape of ``body``'s endpoint: the n-th token has -(n+1)/10,
-    its alternative "?" one less."""
+def _logprobs(body: dict, pieces: list[str], start: int = 0) -> dict | None:
+    """Canned logprobs of ``pieces`` (the answer's tokens from number ``start`` on) in the shape of ``body``'s
+    endpoint: the n-th token of the answer has -(n+1)/10, its alternative "?" one less."""
     if not body.get("logprobs"):
         return None
-    values = [-(n + 1) / 10 for n in range(len(pieces))]
+    values = [-(n + 1) / 10 for n in range(start, start + len(pieces))]
     if _chat(body):
         top = body.get("top_logprobs") or 0
         content = []
@@ -89,14 +89,15 @@ def _logprobs(body: dict, pieces: list[str]) -> dict | None:
     return {"tokens": pieces, "token_logprobs": values, "top_logprobs": tops, "text_offset": offsets}
 
 
-def _text_choice(body: dict, pieces: list[str], **extra: Any) -> dict:
-    """A choice carrying ``pieces`` of text: chat's ``delta`` (or ``message``), or a completion's ``text``."""
+def _text_choice(body: dict, pieces: list[str], start: int = 0, **extra: Any) -> dict:
+    """A choice carrying ``pieces`` of text (from the answer's token ``start`` on): chat's ``delta`` (or
+    ``message``), or a completion's ``text``."""
     text = "".join(pieces)
     if _chat(body):
         key = "delta" if body.get("stream") else "message"
         content = {"content": text} if body.get("stream") else {"role": "assistant", "content": text}
-        return {"index": 0, key: content, "logprobs": _logprobs(body, pieces), **extra}
-    return {"index": 0, "text": text, "logprobs": _logprobs(body, pieces), **extra}
+        return {"index": 0, key: content, "logprobs": _logprobs(body, pieces, start), **extra}
+    return {"index": 0, "text": text, "logprobs": _logprobs(body, pieces, start), **extra}
 
 
 def _app(stub: Stub) -> Starlette:
@@ -167,7 +168,7 @@ async def _stream(stub: Stub, body: dict) -> AsyncIterator[str]:
         return
     kind = "chat.completion.chunk" if _chat(body) else "text_completion"
     for n, word in enumerate(words):
-        yield _chunk([_text_choice(body, [(" " if n else "") + word], token_ids=[n])], object=kind) + "\n\n"
+        yield _chunk([_text_choice(body, [(" " if n else "") + word], n, token_ids=[n])], object=kind) + "\n\n"
         if stub.behaviour == "break":  # after the first token has surely arrived
             await asyncio.sleep(0.3)
             raise RuntimeError("the stub drops the connection")

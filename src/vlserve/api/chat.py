@@ -1,4 +1,4 @@
-"""POST /v1/chat/completions — OpenAI-compatible chat, streaming or not."""
+"""POST /v1/chat/completions — OpenAI-compatible chat, streaming or not, through the response cache."""
 
 from __future__ import annotations
 
@@ -10,46 +10,44 @@ from vlserve.api.chat_format import chat_chunks, chat_response
 from vlserve.api.content import parse_messages
 from vlserve.api.protocol import ChatCompletionRequest
 from vlserve.api.refusals import refuse_unserved
-from vlserve.api.request_limits import LimitsDep, RequestLimits, check_chat
+from vlserve.api.request_limits import LimitsDep, check_chat
 from vlserve.api.sampling import sampling_params
-from vlserve.api.state import GenerationDep, RequestIdDep
+from vlserve.api.state import AnswersDep, RequestIdDep, caller_id
 from vlserve.api.tools import tool_fields
-from vlserve.engine.base import EngineRequest, Prepared
-from vlserve.service import GenerationService
+from vlserve.engine.base import EngineRequest
+from vlserve.service.cached import Ask
 
 router = APIRouter()
 
-
-async def _prepare(service: GenerationService, body: ChatCompletionRequest, limits: RequestLimits) -> Prepared:
-    tools = tool_fields(body)
-    turns, refs = parse_messages(body.messages, max_images=service.max_images)
-    media = await service.load_media(refs, max_request_pixels=limits.max_request_pixels)
-    return await service.prepare(EngineRequest(tuple(turns), media, **tools))
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(
-    body: ChatCompletionRequest, service: GenerationDep, limits: LimitsDep, request_id: RequestIdDep, raw: Request
+    body: ChatCompletionRequest, answers: AnswersDep, limits: LimitsDep, request_id: RequestIdDep, raw: Request
 ) -> JSONResponse | StreamingResponse:
     """Answer a chat whose messages may mix text and images."""
+    service = answers.service
     model = service.check_model(body.model)
     refuse_unserved(body)
     check_chat(body, limits)
     params = sampling_params(body)
-    with service.admit() as slot:  # before any image is fetched or decoded, or the prompt built
-        prepared = await cancel_on_disconnect(raw, _prepare(service, body, limits))
-        if body.stream:
-            deltas = await cancel_on_disconnect(raw, service.stream(prepared, params, slot))
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            chunks = chat_chunks(
-                deltas, model=model, request_id=request_id, include_usage=include_usage,
-                token_ids=body.return_token_ids, logprobs=params.logprobs,
-            )  # fmt: skip
-            return StreamingResponse(
-                chunks, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-            )
-        completion = await cancel_on_disconnect(raw, service.complete(prepared, params))
-    answer = chat_response(
-        completion, model=model, request_id=request_id, token_ids=body.return_token_ids, logprobs=params.logprobs
+    tools = tool_fields(body)
+    turns, refs = parse_messages(body.messages, max_images=service.max_images)
+    ask = Ask(
+        "chat", EngineRequest(tuple(turns), **tools), params, body.stream, refs, caller=caller_id(raw),
+        cache_control=raw.headers.get("cache-control"), max_request_pixels=limits.max_request_pixels,
+    )  # fmt: skip
+    answer = await cancel_on_disconnect(raw, answers.answer(ask))  # admission, images, prompt, engine
+    if answer.deltas is not None:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        chunks = chat_chunks(
+            answer.deltas, model=model, request_id=request_id, include_usage=include_usage,
+            token_ids=body.return_token_ids, logprobs=params.logprobs,
+        )  # fmt: skip
+        return StreamingResponse(chunks, media_type="text/event-stream", headers={**SSE_HEADERS, **answer.headers})
+    assert answer.completion is not None
+    body_json = chat_response(
+        answer.completion, model=model, request_id=request_id, token_ids=body.return_token_ids, logprobs=params.logprobs
     )
-    return JSONResponse(answer)
+    return JSONResponse(body_json, headers=answer.headers)

@@ -1,7 +1,7 @@
 """POST /v1/completions — OpenAI legacy text completions, streaming or not (benchmarks such as guidellm use it).
 
 The prompt is continued as raw text: no chat template, no images. Limits and errors are the chat
-endpoint's: the model name, the context, the engine's refusals, the error envelope.
+endpoint's: the model name, the context, the engine's refusals, the error envelope; so is the response cache.
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from vlserve.api.cancellation import cancel_on_disconnect
+from vlserve.api.chat import SSE_HEADERS
 from vlserve.api.completion_format import completion_chunks, completion_response
 from vlserve.api.completion_protocol import CompletionRequest
 from vlserve.api.request_limits import LimitsDep, check_prompt
 from vlserve.api.sampling import completion_params
-from vlserve.api.state import GenerationDep, RequestIdDep
+from vlserve.api.state import AnswersDep, RequestIdDep, caller_id
 from vlserve.engine.base import EngineRequest
 from vlserve.errors import ClientError
+from vlserve.service.cached import Ask
 
 router = APIRouter()
 
@@ -37,28 +39,29 @@ def _named_prompt() -> Iterator[None]:
 
 @router.post("/v1/completions", response_model=None)
 async def create_completion(
-    body: CompletionRequest, service: GenerationDep, limits: LimitsDep, request_id: RequestIdDep, raw: Request
+    body: CompletionRequest, answers: AnswersDep, limits: LimitsDep, request_id: RequestIdDep, raw: Request
 ) -> JSONResponse | StreamingResponse:
     """Continue a text prompt."""
-    model = service.check_model(body.model)
+    model = answers.service.check_model(body.model)
     check_prompt(body.prompt, body, limits)
     params = completion_params(body)
     echo = body.prompt if body.echo else ""
     token_ids = body.return_token_ids
-    with _named_prompt(), service.admit() as slot:  # admitted before the prompt is tokenised
-        prepared = await cancel_on_disconnect(raw, service.prepare(EngineRequest((), prompt=body.prompt)))
-        if body.stream:
-            deltas = await cancel_on_disconnect(raw, service.stream(prepared, params, slot))
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            chunks = completion_chunks(
-                deltas, model=model, request_id=request_id, include_usage=include_usage, echo=echo,
-                logprobs=params.logprobs, token_ids=token_ids,
-            )  # fmt: skip
-            return StreamingResponse(
-                chunks, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-            )
-        completion = await cancel_on_disconnect(raw, service.complete(prepared, params))
-    answer = completion_response(
-        completion, model=model, request_id=request_id, echo=echo, logprobs=params.logprobs, token_ids=token_ids
+    ask = Ask(
+        "completion", EngineRequest((), prompt=body.prompt), params, body.stream, caller=caller_id(raw),
+        cache_control=raw.headers.get("cache-control"),
+    )  # fmt: skip
+    with _named_prompt():
+        answer = await cancel_on_disconnect(raw, answers.answer(ask))  # admitted before the prompt is tokenised
+    if answer.deltas is not None:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        chunks = completion_chunks(
+            answer.deltas, model=model, request_id=request_id, include_usage=include_usage, echo=echo,
+            logprobs=params.logprobs, token_ids=token_ids,
+        )  # fmt: skip
+        return StreamingResponse(chunks, media_type="text/event-stream", headers={**SSE_HEADERS, **answer.headers})
+    assert answer.completion is not None
+    result = completion_response(
+        answer.completion, model=model, request_id=request_id, echo=echo, logprobs=params.logprobs, token_ids=token_ids
     )
-    return JSONResponse(answer)
+    return JSONResponse(result, headers=answer.headers)

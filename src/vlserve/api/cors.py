@@ -3,7 +3,8 @@
 Off by default: no CORS header is sent, so a page on another origin cannot read any answer. When origins
 are set, Starlette's CORSMiddleware answers preflights itself (before authentication, which a preflight
 cannot pass: browsers send it without the Authorization header) and lets the page send ``Authorization``
-and ``Content-Type`` and read the request id, ``Retry-After`` and the rate-limit headers. Credentials
+and ``Content-Type`` (and ``Cache-Control``) and read the request id, ``Retry-After``, the rate-limit headers
+and ``x-vlserve-cache``. Credentials
 (cookies) are never allowed: the API is called with a bearer key, not a session.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 from vlserve.settings import Settings
 
 ALLOWED_METHODS = ("GET", "HEAD", "POST", "DELETE")
-ALLOWED_HEADERS = ("Authorization", "Content-Type")
+ALLOWED_HEADERS = ("Authorization", "Content-Type", "Cache-Control")  # Cache-Control: the response cache's
 EXPOSED_HEADERS = (
     "x-request-id",
     "Retry-After",
@@ -24,6 +25,7 @@ EXPOSED_HEADERS = (
     "x-ratelimit-limit-tokens",
     "x-ratelimit-remaining-tokens",
     "x-ratelimit-reset-tokens",
+    "x-vlserve-cache",
 )
 PREFLIGHT_MAX_AGE_S = 600
 

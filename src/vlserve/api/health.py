@@ -20,8 +20,14 @@ async def live(state: StateDep) -> JSONResponse:
 
 @router.get("/health/ready")
 async def ready(state: StateDep) -> JSONResponse:
-    """200 only after the model is loaded and a warm-up generation has run, and while the engine can serve."""
+    """200 only after the model is loaded and a warm-up generation has run, and while the engine can serve:
+    503 ``stalled`` while requests wait on it and no token has come out for the stall timeout."""
     if state.engine.ready:
+        stall = state.generation.stalls.check()
+        if stall is not None:
+            return JSONResponse(
+                {"status": "stalled", "detail": stall.detail}, status_code=503, headers={"Retry-After": "5"}
+            )
         return JSONResponse({"status": "ready", "model": state.engine.info.id})
     if state.load_error:
         return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)

@@ -32,7 +32,7 @@ class RequestLimits:
         )
 
 
-def get_limits(request: Request) -> RequestLimits:
+async def get_limits(request: Request) -> RequestLimits:
     return RequestLimits.of(request.app.state.vlserve.settings)
 
 

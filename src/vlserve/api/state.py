@@ -9,7 +9,9 @@ from fastapi import Depends, Request
 from vlserve.documents.service import DocumentService
 from vlserve.errors import ServiceUnavailableError
 from vlserve.runtime import Runtime
+from vlserve.security.principal import principal_of
 from vlserve.service import GenerationService
+from vlserve.service.cached import CachedGeneration
 
 
 def get_state(request: Request) -> Runtime:
@@ -25,10 +27,29 @@ def not_ready(runtime: Runtime) -> ServiceUnavailableError:
 
 
 def get_ready_generation(request: Request) -> GenerationService:
+    """The generation service while the engine can take a request: loaded, warm and not stalled (a new
+    request would only join the ones hanging; 503 with Retry-After, like not ready)."""
     runtime = get_state(request)
     if not runtime.engine.ready:
         raise not_ready(runtime)
+    stall = runtime.generation.stalls.check()
+    if stall is not None:
+        message = f"the engine is stalled ({stall.detail}); retry shortly"
+        raise ServiceUnavailableError(message, code="engine_stalled", headers={"Retry-After": "5"})
     return runtime.generation
+
+
+async def get_ready_answers(request: Request) -> CachedGeneration:
+    """Chat and text completions, through the response cache (the model ready, as for generation).
+    Async, as every dependency of these routes: a sync one costs a hop to a worker thread per request."""
+    generation = get_ready_generation(request)
+    return get_state(request).answers or CachedGeneration(generation, None)
+
+
+def caller_id(request: Request) -> str | None:
+    """The id of the API key a request came with; None when auth is off (everyone is the same caller)."""
+    principal = principal_of(request.scope)
+    return None if principal is None else principal.key_id
 
 
 def get_documents(request: Request) -> DocumentService:
@@ -45,10 +66,11 @@ def get_documents(request: Request) -> DocumentService:
 
 StateDep = Annotated[Runtime, Depends(get_state)]
 GenerationDep = Annotated[GenerationService, Depends(get_ready_generation)]
+AnswersDep = Annotated[CachedGeneration, Depends(get_ready_answers)]
 DocumentsDep = Annotated[DocumentService, Depends(get_documents)]
 
 
-def request_id(request: Request) -> str:
+async def request_id(request: Request) -> str:
     return request.scope["state"]["request_id"]
 
 

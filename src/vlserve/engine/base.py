@@ -176,6 +176,9 @@ class Delta:
     usage: Usage | None = None
     logprobs: tuple[TokenLogprob, ...] = ()  # one per token in token_ids, when the request asked for logprobs
     tool_calls: tuple[ToolCallDelta, ...] = ()
+    # On a request's first delta: seconds it waited inside this engine before generation began (a place in
+    # the batch; remote: before it was sent upstream). None: the engine does not say.
+    queued_s: float | None = None
 
 
 @dataclass
@@ -204,6 +207,23 @@ class EngineStatus:
     queue_depth: int = 0  # requests waiting for a slot
     running: int = 0  # requests being generated
     detail: str | None = None  # what it is doing while not ready (loading, restarting, no upstream healthy)
+
+
+@dataclass(frozen=True)
+class Exposition:
+    """Metrics in a Prometheus text format, as the engine served them."""
+
+    body: bytes
+    content_type: str
+
+
+@runtime_checkable
+class ExposesMetrics(Protocol):
+    """An engine with metrics of its own (the managed vLLM child's ``/metrics``)."""
+
+    async def engine_metrics(self) -> Exposition:
+        """The engine's metrics now; ServiceUnavailableError when it cannot be read."""
+        ...
 
 
 @runtime_checkable

@@ -3,12 +3,14 @@
 from vlserve.media.address_guard import Allowlist, check_url, is_address_allowed, parse_allowlist
 from vlserve.media.data_url import decode_data_url
 from vlserve.media.fetch import ImageFetcher
+from vlserve.media.image_cache import ImageCache
 from vlserve.media.images import load_image
 from vlserve.media.limits import ImageLimits
 from vlserve.media.sources import MediaLoader, MediaRef, load_image_url
 
 __all__ = [
     "Allowlist",
+    "ImageCache",
     "ImageFetcher",
     "ImageLimits",
     "MediaLoader",

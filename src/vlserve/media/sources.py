@@ -2,7 +2,8 @@
 
 Decoding is the costly step, so it comes last: every image's header is read and the request's pixels
 are checked against the per-request budget before any image is decoded, and each is then decoded
-straight to the size the model needs (see :mod:`vlserve.media.images`).
+straight to the size the model needs (see :mod:`vlserve.media.images`), or taken from the decoded-image
+cache when the same bytes were decoded for the same size a moment ago (:mod:`vlserve.media.image_cache`).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from vlserve.errors import ClientError
 from vlserve.media.address_guard import ALLOWED_SCHEMES
 from vlserve.media.data_url import decode_data_url
 from vlserve.media.fetch import ImageFetcher
+from vlserve.media.image_cache import ImageCache
 from vlserve.media.images import ImageLimits, LoadedImage, decode_image, read_size
 from vlserve.media.limits import check_request_pixels
 
@@ -62,11 +65,13 @@ def _sizes(images: Sequence[EncodedImage], limits: ImageLimits) -> list[tuple[in
 
 
 class MediaLoader:
-    """Loads the images a request points at, concurrently, each under the server's limits."""
+    """Loads the images a request points at, concurrently, each under the server's limits; with a
+    ``cache``, an image decoded for the same size a moment ago is not decoded again."""
 
-    def __init__(self, fetcher: ImageFetcher, limits: ImageLimits) -> None:
+    def __init__(self, fetcher: ImageFetcher, limits: ImageLimits, *, cache: ImageCache | None = None) -> None:
         self._fetcher = fetcher
         self._limits = limits
+        self._cache = cache
 
     async def fetch(self, refs: Sequence[MediaRef]) -> list[EncodedImage]:
         """Every image's bytes, none decoded: data: URLs unpacked, http(s) URLs downloaded (concurrently)."""
@@ -79,17 +84,21 @@ class MediaLoader:
         self, images: Sequence[EncodedImage], *, max_request_pixels: int | None, target_pixels: int | None
     ) -> list[LoadedImage]:
         """Check every header (each image's limits, then the request's pixel budget), then decode each
-        straight to ``target_pixels`` or a little more, in worker threads."""
+        straight to ``target_pixels`` or a little more, in worker threads (cached or not, the checks run)."""
         if not images:
             return []
         sizes = await asyncio.to_thread(_sizes, images, self._limits)
         if max_request_pixels is not None:
             check_request_pixels(sizes, max_request_pixels, param=images[0].param.split("[", 1)[0])
-        jobs = (
-            asyncio.to_thread(decode_image, i.data, self._limits, param=i.param, target_pixels=target_pixels)
-            for i in images
-        )
+        jobs = (asyncio.to_thread(self._decode_one, image, target_pixels) for image in images)
         return list(await asyncio.gather(*jobs))
+
+    def _decode_one(self, image: EncodedImage, target_pixels: int | None) -> LoadedImage:
+        limits = self._limits
+        decode = partial(decode_image, image.data, limits, param=image.param, target_pixels=target_pixels)
+        if self._cache is None:
+            return decode()
+        return self._cache.get(image.data, (target_pixels, limits.max_bytes, limits.max_pixels), decode)
 
     async def load(self, refs: Sequence[MediaRef]) -> list[LoadedImage]:
         """Fetch and decode ``refs`` at full size, with no per-request budget (each image's limits apply)."""

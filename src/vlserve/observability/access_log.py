@@ -3,7 +3,7 @@
 It replaces uvicorn's access log, so the line has the server's format and the request's trace id, and adds
 what vlserve knows of the request: the API key, the model and the tokens (from the :class:`RequestRecord`
 that this middleware opens when the audit middleware inside has not; the audit reuses it). ``cache`` is the
-response cache's outcome, null until a cache fills it in.
+response cache's outcome (hit, miss, coalesced, bypass), null for a request that is not cacheable.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def access_fields(scope: Scope, record: RequestRecord, status: int, seconds: flo
         "model": record.model,
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,
-        "cache": None,
+        "cache": record.cache,
     }
 
 

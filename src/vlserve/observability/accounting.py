@@ -22,7 +22,9 @@ class RequestRecord:
     image_tokens: int | None = None  # part of prompt_tokens
     first_token_s: float | None = None  # a streamed answer: engine submission to its first delta
     decode_s: float | None = None  # a streamed answer: its first delta to its last
+    queue_wait_s: float | None = None  # how long it waited inside the engine before generation began
     error_code: str | None = None  # the ``code`` of the error envelope the request was answered with
+    cache: str | None = None  # the response cache's outcome: hit, miss, coalesced, bypass (None: not cacheable)
     image_hashes: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)  # prompt text, kept only when audit_content is on
     images: list[bytes] = field(default_factory=list)  # image bytes, kept only when audit_content is on
@@ -56,10 +58,23 @@ def note_timing(first_token_s: float, decode_s: float) -> None:
         record.first_token_s, record.decode_s = first_token_s, decode_s
 
 
+def note_queue_wait(seconds: float) -> None:
+    """The wait before generation began; of several generations (n > 1), the longest."""
+    record = current_record.get()
+    if record is not None:
+        record.queue_wait_s = max(record.queue_wait_s or 0.0, seconds)
+
+
 def note_error(code: str | None) -> None:
     record = current_record.get()
     if record is not None and code:
         record.error_code = code
+
+
+def note_cache(outcome: str) -> None:
+    record = current_record.get()
+    if record is not None:
+        record.cache = outcome
 
 
 def image_hash(data: bytes) -> str:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from vlserve.errors import QuotaExceededError
+from vlserve.observability.redis_health import RedisHealth
 from vlserve.security.principal import Principal
 from vlserve.settings import Settings
 
@@ -237,13 +238,13 @@ class LocalLimiter:
 
 
 @contextlib.asynccontextmanager
-async def open_limiter(settings: Settings) -> AsyncIterator[Limiter]:
+async def open_limiter(settings: Settings, *, health: RedisHealth | None = None) -> AsyncIterator[Limiter]:
     """The limiter ``settings`` ask for: in Redis when VLSERVE_REDIS_URL is set (ServiceUnavailableError,
     one line, when it cannot be reached), else in this process; closed on exit."""
     if settings.redis_url:
         from vlserve.security.ratelimit_redis import RedisLimiter
 
-        limiter: Limiter = await RedisLimiter.connect(settings.redis_url, prefix=settings.redis_prefix)
+        limiter: Limiter = await RedisLimiter.connect(settings.redis_url, prefix=settings.redis_prefix, health=health)
     else:
         limiter = LocalLimiter()
     try:

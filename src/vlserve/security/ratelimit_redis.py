@@ -30,6 +30,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from vlserve.errors import QuotaExceededError, ServiceUnavailableError
+from vlserve.observability.redis_health import RedisHealth
 from vlserve.security.principal import Principal
 from vlserve.security.ratelimit import (
     WINDOW_S,
@@ -121,8 +122,10 @@ class RedisLimiter:
         prefix: str = "vlserve:ratelimit:",
         slot_ttl_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        health: RedisHealth | None = None,  # told whether each call reached Redis (vlserve_redis_up)
     ) -> None:
         self._redis = client
+        self._health = health
         self._prefix = prefix
         self._slot_ttl_s = slot_ttl_s
         self._clock = clock
@@ -170,6 +173,7 @@ class RedisLimiter:
             )
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from None
+        self._report(True)
         snap = Snapshot(
             now=now, requests=int(count), oldest=None if int(oldest) < 0 else int(oldest) / 1000,
             in_flight=int(in_flight), tokens=int(tokens),
@@ -224,7 +228,12 @@ class RedisLimiter:
         pipe.incrby(key, tokens)
         pipe.expire(key, TOKEN_TTL_S)
 
+    def _report(self, ok: bool) -> None:
+        if self._health is not None:
+            self._health.report(ok)
+
     def _unavailable(self, exc: BaseException) -> ServiceUnavailableError:
+        self._report(False)
         now = time.monotonic()
         if now - self._warned_at >= WARN_EVERY_S:  # one line per outage and interval, not one per request
             self._warned_at = now

@@ -31,7 +31,15 @@ from vlserve.errors import ModelOutputError, NotFoundError, ServerError
 from vlserve.media import MediaLoader, MediaRef
 from vlserve.media.resize import DEFAULT_MAX_PIXELS
 from vlserve.media.sources import EncodedImage
-from vlserve.observability.accounting import note_image, note_model, note_text, note_timing, note_usage
+from vlserve.observability.accounting import (
+    note_image,
+    note_model,
+    note_queue_wait,
+    note_text,
+    note_timing,
+    note_usage,
+)
+from vlserve.observability.stall import StallWatch
 from vlserve.service.admission import Admission, Slot
 from vlserve.structured import OutputFormat, validate_output
 
@@ -74,8 +82,9 @@ def request_text(request: EngineRequest) -> str:
 
 
 class GenerationService:
-    def __init__(self, engine: Engine, media: MediaLoader, *, max_images: int) -> None:
+    def __init__(self, engine: Engine, media: MediaLoader, *, max_images: int, stall_timeout_s: float = 0.0) -> None:
         self.engine = engine
+        self.stalls = StallWatch(stall_timeout_s)  # times every wait for the engine's next delta
         self._media = media
         self.max_images = max_images  # per request, the server's limit
         self.admission = Admission(lambda: engine.capacity)
@@ -102,6 +111,10 @@ class GenerationService:
         ``max_request_pixels`` for all of them), then decoded straight to the model's pixel budget."""
         return await self.decode_images(await self._media.fetch(refs), max_request_pixels=max_request_pixels)
 
+    async def fetch_media(self, refs: Sequence[MediaRef]) -> list[EncodedImage]:
+        """The bytes ``refs`` point at, none decoded (the response cache keys on them; then ``decode_images``)."""
+        return await self._media.fetch(refs)
+
     async def decode_images(
         self, images: Sequence[EncodedImage], *, max_request_pixels: int | None = None
     ) -> tuple[MediaItem, ...]:
@@ -127,7 +140,7 @@ class GenerationService:
         """
         await self.engine.check(prepared, params)
         submitted = time.perf_counter()
-        deltas = self.engine.generate(prepared, params)
+        deltas = self.stalls.watch(self.engine.generate(prepared, params))
         if slot is not None:  # started below, so that closing it (or its collection) releases the slot
             deltas = slot.hold_during(deltas)
         try:
@@ -137,6 +150,8 @@ class GenerationService:
         except BaseException:
             await deltas.aclose()
             raise
+        if first.queued_s is not None:
+            note_queue_wait(first.queued_s)
         # Token timings only mean something when the engine streams (a whole answer comes as one delta).
         started = (submitted, time.perf_counter()) if params.incremental else None
         return self._validated(first, deltas, params.output, started)

@@ -177,6 +177,15 @@ def test_no_first_token_in_time_is_a_504_and_so_is_a_whole_answer_too_late(gatew
         assert whole.status_code == 504 and whole.json()["error"]["code"] == "upstream_timeout"
 
 
+def test_a_whole_answer_is_streamed_from_the_upstream_so_that_its_progress_shows(gateway):
+    with stubs("plain") as (plain,):
+        client = gateway(plain)
+        reply = ask(client, max_tokens=3)
+        assert answer(reply) == "a stub answer" and reply.json()["usage"]["completion_tokens"] == 3
+        sent = plain.requests[-1]
+        assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+
+
 def test_the_in_flight_limit_answers_429(gateway):
     with stubs("slow") as (slow,):
         slow.behaviour, slow.delay = "slow", 1.0

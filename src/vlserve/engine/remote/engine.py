@@ -1,10 +1,11 @@
 """The remote backend: an OpenAI-compatible fleet (vLLM, SGLang, another vlserve) reached over HTTP.
 
-Each request goes to one upstream picked round-robin among the healthy ones, streamed when the client
-streams and whole otherwise; a chat goes to its ``/chat/completions``, a raw text prompt to its
-``/completions``. It is retried on another upstream only if it failed before its first token (so
-before any byte reached the client). Deadlines: connecting, the first token, the whole request. A
-client that goes away closes the upstream connection, which makes vLLM abort the request.
+Each request goes to one upstream picked round-robin among the healthy ones, always streamed, even when
+the client waits for the whole answer: every token coming back is progress the stalled-engine check
+sees; a chat goes to its ``/chat/completions``, a raw text prompt to its ``/completions``. It is
+retried on another upstream only if it failed before its first token (so before any byte reached the
+client). Deadlines: connecting, the first token (a streaming client's), the whole request. A client
+that goes away closes the upstream connection, which makes vLLM abort the request.
 Upstream addresses and keys never reach a client.
 """
 
@@ -163,8 +164,9 @@ class RemoteEngine:
             )
         if params.max_tokens is None and self._config.default_max_tokens is not None:
             params = dataclasses.replace(params, max_tokens=self._config.default_max_tokens)
-        body = request_body(self._model, prepared.inputs, params, stream=params.incremental)
+        body = request_body(self._model, prepared.inputs, params, stream=True)
         self._inflight += 1
+        queued: float | None = 0.0  # nothing waits here: beyond the in-flight limit a request is refused
         try:
             tried: list[Upstream] = []
             while True:
@@ -172,8 +174,10 @@ class RemoteEngine:
                 tried.append(upstream)
                 started = False
                 try:
-                    async for delta in deltas(self._exchange(upstream, prepared), body):
+                    async for delta in deltas(self._exchange(upstream, prepared, params.incremental), body):
                         started = True
+                        if queued is not None:
+                            delta, queued = dataclasses.replace(delta, queued_s=queued), None
                         yield delta
                     return
                 except Retryable as retry:
@@ -187,14 +191,16 @@ class RemoteEngine:
         finally:
             self._inflight -= 1
 
-    def _exchange(self, upstream: Upstream, prepared: RemotePrompt) -> Exchange:
+    def _exchange(self, upstream: Upstream, prepared: RemotePrompt, incremental: bool) -> Exchange:
+        """The request to ``upstream``; the first-token deadline only for a client reading token by token."""
         trace_id, traceparent = current_request_id.get(), current_traceparent.get()
         headers = self._headers if trace_id == "-" else {**self._headers, "X-Request-Id": trace_id}
         if traceparent is not None:  # the caller's W3C trace context, passed on unchanged
             headers = {**headers, "traceparent": traceparent}
         return Exchange(
             self._client, f"{upstream.url}/{prepared.endpoint}", headers, prepared.image_tokens, self.scrub,
-            first_token_timeout=self._config.first_token_timeout, timeout=self._config.timeout,
+            first_token_timeout=self._config.first_token_timeout if incremental else self._config.timeout,
+            timeout=self._config.timeout,
         )  # fmt: skip
 
     def scrub(self, message: str) -> str:

@@ -1,10 +1,10 @@
 """The OpenAI wire format of the remote engine: the request body sent upstream, and its answer read back.
 
-A client that streams gets the upstream's stream (``stream_options.include_usage``) token by token; a
-client that waits for the whole answer gets it from one non-streamed upstream response, which costs
-both sides less per token. A chat goes to ``/chat/completions``, a raw text prompt to ``/completions``;
-the answers differ only in where the text is (``message.content`` / ``delta.content`` vs ``text``) and
-in the shape of the log probabilities, so one reader serves both.
+The engine asks for the upstream's stream (``stream_options.include_usage``) whether or not its client
+streams, so that tokens coming back show the upstream is progressing (the stalled-engine check); a
+whole, non-streamed answer is read as well. A chat goes to ``/chat/completions``, a raw text prompt to
+``/completions``; the answers differ only in where the text is (``message.content`` / ``delta.content``
+vs ``text``) and in the shape of the log probabilities, so one reader serves both.
 """
 
 from __future__ import annotations

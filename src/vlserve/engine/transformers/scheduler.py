@@ -9,6 +9,7 @@ whose consumer goes away is marked cancelled: skipped if still queued, stopped i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -35,6 +36,7 @@ class GenerationRequest:
     events: asyncio.Queue[Delta | VLServeError] = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     enqueued_at: float = field(default_factory=time.monotonic)
+    started_at: float | None = None  # when its batch began
     request_id: str = field(default_factory=current_request_id.get)
 
     def emit(self, event: Delta | VLServeError) -> None:
@@ -94,10 +96,14 @@ class Scheduler:
         """Submit and yield deltas until the last; leaving early cancels the request."""
         request = self.submit(prompt, params, max_tokens)
         try:
+            first = True
             while True:
                 event = await request.events.get()
                 if isinstance(event, VLServeError):
                     raise event
+                if first and request.started_at is not None:  # how long it waited for a place in a batch
+                    event = dataclasses.replace(event, queued_s=max(0.0, request.started_at - request.enqueued_at))
+                first = False
                 yield event
                 if event.finish_reason is not None:
                     return
@@ -134,6 +140,9 @@ class Scheduler:
                 " ".join(r.request_id for r in batch),
             )
             self.running = len(batch)
+            started = time.monotonic()
+            for request in batch:
+                request.started_at = started
             try:
                 await loop.run_in_executor(self._executor, self._runner.run_batch, batch)
             except Exception:  # a failed batch must not stop the server

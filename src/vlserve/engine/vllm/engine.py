@@ -16,13 +16,17 @@ import socket
 import time
 from collections.abc import AsyncIterator
 
+import httpx
+
 from vlserve.engine.background import Background
-from vlserve.engine.base import Delta, EngineRequest, EngineStatus, ModelInfo, Prepared, SamplingParams
+from vlserve.engine.base import Delta, EngineRequest, EngineStatus, Exposition, ModelInfo, Prepared, SamplingParams
 from vlserve.engine.checkpoint_files import CheckpointError, architecture, image_budget, read_config
 from vlserve.engine.remote import RemoteConfig, RemoteEngine
 from vlserve.engine.vllm.command import VLLM_VERSION, ChildCommand, vllm_command
+from vlserve.engine.vllm.metrics import scrape
 from vlserve.engine.vllm.supervisor import ChildProcess
 from vlserve.engine.warmup import warm_up
+from vlserve.errors import ServiceUnavailableError
 from vlserve.settings import Settings
 from vlserve.structured import OutputFormat
 
@@ -60,6 +64,7 @@ class VllmEngine:
         self._architecture = ""
         self._warmed = 0  # the child start a warm-up has run on
         self._watcher = Background("vlserve-vllm-warmup")
+        self._scraper = httpx.AsyncClient(trust_env=False, follow_redirects=False)  # the child's /metrics
 
     def _next_command(self) -> ChildCommand:
         port = free_loopback_port()
@@ -124,6 +129,14 @@ class VllmEngine:
         await self._watcher.stop()
         await self._remote.close()
         await self._child.stop()
+        await self._scraper.aclose()
+
+    async def engine_metrics(self) -> Exposition:
+        """The child's own /metrics, as it serves them (GET /metrics/engine)."""
+        if not self._child.alive:
+            raise ServiceUnavailableError("vLLM is not running (starting or restarting)", headers={"Retry-After": "5"})
+        url = f"{self._remote.pool.upstreams[0].root}/metrics"
+        return await scrape(self._scraper, url, {"Authorization": f"Bearer {self._key}"})
 
     async def prepare(self, request: EngineRequest) -> Prepared:
         return await self._remote.prepare(request)
