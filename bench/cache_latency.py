@@ -46,6 +46,17 @@ def hits(url: str, requests: int, *, stream: bool) -> list[float]:
     return latencies
 
 
+def floor(url: str, requests: int) -> list[float]:
+    """Seconds per ``GET /health/live`` on the same kind of connection: what any request costs this server."""
+    latencies = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for _ in range(requests):
+            start = time.perf_counter()
+            client.get("/health/live").raise_for_status()
+            latencies.append(time.perf_counter() - start)
+    return latencies
+
+
 def quantile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
 
@@ -79,10 +90,12 @@ def main() -> None:
         for name, settings in backends:
             audit = "false" if args.no_audit else "true"
             with vlserve(*model, cache="true", audit=audit, **settings) as server:
-                for stream in (False, True):
-                    latencies = hits(server.url, args.requests, stream=stream)
+                for mode in ("json", "stream", "GET /health/live"):
+                    if mode == "GET /health/live":  # the floor: the server's cost of any request
+                        latencies = floor(server.url, args.requests)
+                    else:
+                        latencies = hits(server.url, args.requests, stream=mode == "stream")
                     p50, p99 = quantile(latencies, 0.5) * 1000, quantile(latencies, 0.99) * 1000
-                    mode = "stream" if stream else "json"
                     mean = statistics.fmean(latencies) * 1000
                     print(f"| {name} | {mode} | {len(latencies)} | {p50:.2f} | {p99:.2f} | {mean:.2f} |")
     finally:

@@ -23,6 +23,7 @@ from vlserve.observability.gpu import watch_gpus
 from vlserve.observability.metrics import EngineGauges, Metrics
 from vlserve.observability.redis_health import RedisHealth
 from vlserve.security.audit import AuditStore, purge_periodically
+from vlserve.security.audit_writer import AuditWriter
 from vlserve.security.keys import KeyStore
 from vlserve.security.quotas import OwnerQuota
 from vlserve.security.ratelimit import Limiter, LocalLimiter, open_limiter
@@ -42,6 +43,7 @@ class Runtime:
     keys: KeyStore
     documents: DocumentService | None = None
     audit: AuditStore | None = None  # None: audit records are off (VLSERVE_AUDIT=0)
+    audit_writer: AuditWriter | None = None  # writes the audit middleware's records in batches
     load_error: str | None = None  # why the engine failed to start, sanitised for the health probes
     limiter: Limiter = field(default_factory=LocalLimiter)  # per-key limits: in-process, or Redis (redis_url)
     draining: bool = False  # SIGTERM: no new work; the document worker claims no new page
@@ -127,9 +129,10 @@ async def open_runtime(
             quota = OwnerQuota(limiter, keys.principal)
             jobs = DocumentService(settings, generation, sessions=sessions, quota=quota) if documents else None
             audit = AuditStore(sessions)
+            writer = AuditWriter(audit) if settings.audit else None
             runtime = Runtime(
-                settings, served, generation, keys, jobs,
-                audit=audit if settings.audit else None, limiter=limiter, metrics=metrics,
+                settings, served, generation, keys, jobs, audit=audit if settings.audit else None,
+                audit_writer=writer, limiter=limiter, metrics=metrics,
             )  # fmt: skip
             metrics.watch_engine(runtime.gauges)
             runtime.answers = CachedGeneration.of(settings, generation, store)
@@ -141,6 +144,8 @@ async def open_runtime(
             if jobs is not None and jobs.runner is not None:
                 jobs.runner.on_page = metrics.observe_page
             image_cache.on_lookup = metrics.observe_image_cache
+            if writer is not None:
+                writer.start()
             purging = asyncio.create_task(
                 purge_periodically(audit, settings.audit_retention_days), name="vlserve-audit-purge"
             )
@@ -154,5 +159,7 @@ async def open_runtime(
                     await purging
                 if jobs is not None:
                     await jobs.close()
+                if writer is not None:  # the last requests' records, before the database closes
+                    await writer.close()
     finally:
         await served.close()

@@ -34,6 +34,8 @@ def start_server(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         return server.wait_ready()
 
     yield start
+    for server in servers:  # all at once: each takes a few seconds to drain and exit
+        server.signal_stop()
     for server in servers:
         server.stop()
 

@@ -82,6 +82,11 @@ class ServerProcess:
         self.stop()
         raise TimeoutError(f"server not ready after {timeout}s:\n{self.log()}")
 
+    def signal_stop(self) -> None:
+        """SIGTERM, without waiting: servers told together stop together (``stop`` then waits)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

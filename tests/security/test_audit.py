@@ -15,11 +15,15 @@ from tests.security.keyed import CHAT, new_key, serving
 from tests.support.images import data_url, solid
 from vlserve.observability.accounting import image_hash
 from vlserve.security.audit import AuditEntry, AuditStore, purge_periodically
+from vlserve.security.audit_writer import AuditWriter
 from vlserve.store.db import make_engine, make_sessions, migrate, utcnow
 
 
 def records(api, **query) -> list:
-    return api.app.state.vlserve.audit.query(**query)
+    """The records, once the writer has written every request's so far (it writes off the request path)."""
+    runtime = api.app.state.vlserve
+    api.portal.call(runtime.audit_writer.drained)
+    return runtime.audit.query(**query)
 
 
 @pytest.fixture
@@ -105,12 +109,13 @@ def test_audit_off_keeps_no_records(tmp_path):
 def test_a_failed_write_is_logged_and_the_response_is_unharmed(api, monkeypatch, caplog):
     _, headers = new_key(api)
 
-    def broken(entry: AuditEntry) -> None:
+    def broken(entries: list[AuditEntry]) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(api.app.state.vlserve.audit, "write", broken)
+    monkeypatch.setattr(api.app.state.vlserve.audit, "write_many", broken)
     with caplog.at_level(logging.ERROR, logger="vlserve.audit"):
         response = api.post("/v1/chat/completions", json=CHAT, headers=headers)
+        api.portal.call(api.app.state.vlserve.audit_writer.drained)
     assert response.status_code == 200 and response.json()["choices"]
     assert "audit: writing the record of POST /v1/chat/completions failed: disk full" in caplog.text
 
@@ -161,3 +166,51 @@ def test_the_periodic_purge_runs_at_once_and_keeps_running(store):
 
     asyncio.run(run())
     assert store.query() == []
+
+
+def test_the_writer_writes_a_burst_in_few_transactions_and_everything_before_it_stops(store, monkeypatch):
+    transactions: list[int] = []
+    write_many = store.write_many
+
+    def counted(entries) -> None:
+        transactions.append(len(entries))
+        write_many(entries)
+
+    monkeypatch.setattr(store, "write_many", counted)
+
+    async def run() -> None:
+        writer = AuditWriter(store, max_pending=50, max_batch=20)
+        writer.start()
+        for n in range(120):  # past max_pending: submit waits for the writer instead of dropping a record
+            await writer.submit(entry(utcnow(), key=f"k{n}"))
+        await writer.close()
+
+    asyncio.run(run())
+    assert len(store.query(limit=500)) == 120, "every record is written, the last ones at close"
+    assert sum(transactions) == 120 and max(transactions) <= 20
+    assert len(transactions) < 60, f"a burst is batched: {transactions}"
+
+
+def test_a_failed_batch_is_logged_and_the_writer_goes_on(store, monkeypatch, caplog):
+    write_many = store.write_many
+    failures = iter([RuntimeError("database is locked")])
+
+    def flaky(entries) -> None:
+        if (failure := next(failures, None)) is not None:
+            raise failure
+        write_many(entries)
+
+    monkeypatch.setattr(store, "write_many", flaky)
+
+    async def run() -> None:
+        writer = AuditWriter(store)
+        writer.start()
+        await writer.submit(entry(utcnow(), key="lost"))
+        await writer.drained()
+        await writer.submit(entry(utcnow(), key="kept"))
+        await writer.close()
+
+    with caplog.at_level(logging.ERROR, logger="vlserve.audit"):
+        asyncio.run(run())
+    assert "audit: writing the record of GET /v1/models failed: database is locked" in caplog.text
+    assert [r.key_id for r in store.query()] == ["kept"]

@@ -1,4 +1,5 @@
-"""The audit trail: one database record per API request, written when its response has ended.
+"""The audit trail: one database record per API request, queued when its response has ended and written
+in batches by :class:`~vlserve.security.audit_writer.AuditWriter`.
 
 A record keeps who (key id, client address), what (method, endpoint, model), how it ended (status,
 tokens, latency) and the trace id that ties it to the logs and the ``x-request-id`` header, plus the
@@ -13,6 +14,7 @@ import asyncio
 import base64
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -50,28 +52,35 @@ class AuditEntry:
     content: dict | None = None  # {"texts": [...], "images": [base64, ...]}, only with audit_content
 
 
+def _row(entry: AuditEntry) -> AuditRecord:
+    return AuditRecord(
+        at=entry.at,
+        key_id=entry.key_id,
+        method=entry.method[:8],
+        endpoint=entry.endpoint[:255],
+        model=None if entry.model is None else entry.model[:255],
+        status=entry.status,
+        prompt_tokens=entry.prompt_tokens,
+        completion_tokens=entry.completion_tokens,
+        latency_ms=entry.latency_ms,
+        trace_id=entry.trace_id[:128],
+        client=None if entry.client is None else entry.client[:64],
+        image_hashes=json.dumps(entry.image_hashes) if entry.image_hashes else None,
+        content_json=None if entry.content is None else json.dumps(entry.content, ensure_ascii=False),
+    )
+
+
 class AuditStore:
     def __init__(self, sessions: sessionmaker) -> None:
         self._sessions = sessions
 
     def write(self, entry: AuditEntry) -> None:
-        row = AuditRecord(
-            at=entry.at,
-            key_id=entry.key_id,
-            method=entry.method[:8],
-            endpoint=entry.endpoint[:255],
-            model=None if entry.model is None else entry.model[:255],
-            status=entry.status,
-            prompt_tokens=entry.prompt_tokens,
-            completion_tokens=entry.completion_tokens,
-            latency_ms=entry.latency_ms,
-            trace_id=entry.trace_id[:128],
-            client=None if entry.client is None else entry.client[:64],
-            image_hashes=json.dumps(entry.image_hashes) if entry.image_hashes else None,
-            content_json=None if entry.content is None else json.dumps(entry.content, ensure_ascii=False),
-        )
+        self.write_many([entry])
+
+    def write_many(self, entries: Sequence[AuditEntry]) -> None:
+        """Every entry in one transaction."""
         with self._sessions.begin() as session:
-            session.add(row)
+            session.add_all([_row(entry) for entry in entries])
 
     def query(self, *, limit: int = 50, key_id: str | None = None, since: datetime | None = None) -> list[AuditRecord]:
         """The newest records first, optionally of one key and from a time on."""
@@ -121,15 +130,16 @@ class AuditMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = getattr(scope["app"].state, "vlserve", None) if "app" in scope else None
-        store = getattr(runtime, "audit", None)
-        if scope["type"] != "http" or not self.enabled or store is None or is_open(scope["path"]):
+        writer = getattr(runtime, "audit_writer", None)
+        if scope["type"] != "http" or not self.enabled or writer is None or is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         at, watch = utcnow(), ResponseWatch(send, keep_content=self.keep_content)
         try:
             await watch.run(self.app, scope, receive)
         finally:
-            await self._write(store, self._entry(scope, watch.record, at, watch.final_status, watch.seconds))
+            # queued, written by the writer's task: the connection's next request waits for no commit
+            await writer.submit(self._entry(scope, watch.record, at, watch.final_status, watch.seconds))
 
     def _entry(self, scope: Scope, record: RequestRecord, at: datetime, status: int, seconds: float) -> AuditEntry:
         principal = principal_of(scope)
@@ -149,10 +159,3 @@ class AuditMiddleware:
             image_hashes=list(record.image_hashes),
             content=_content(record),
         )
-
-    @staticmethod
-    async def _write(store: AuditStore, entry: AuditEntry) -> None:
-        try:
-            await asyncio.to_thread(store.write, entry)
-        except Exception as exc:  # an audit failure is logged; the response has already gone out
-            log.error("audit: writing the record of %s %s failed: %s", entry.method, entry.endpoint, exc)
