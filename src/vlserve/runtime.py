@@ -41,6 +41,7 @@ class Runtime:
     engine: Engine
     generation: GenerationService
     keys: KeyStore
+    answers: CachedGeneration  # chat and text completions through the response cache
     documents: DocumentService | None = None
     audit: AuditStore | None = None  # None: audit records are off (VLSERVE_AUDIT=0)
     audit_writer: AuditWriter | None = None  # writes the audit middleware's records in batches
@@ -48,7 +49,6 @@ class Runtime:
     limiter: Limiter = field(default_factory=LocalLimiter)  # per-key limits: in-process, or Redis (redis_url)
     draining: bool = False  # SIGTERM: no new work; the document worker claims no new page
     metrics: Metrics = field(default_factory=lambda: Metrics(per_key=False))  # what GET /metrics shows
-    answers: CachedGeneration | None = None  # chat and text completions through the response cache
 
     def gauges(self) -> EngineGauges:
         """Readiness and load now, for the metrics."""
@@ -130,12 +130,12 @@ async def open_runtime(
             jobs = DocumentService(settings, generation, sessions=sessions, quota=quota) if documents else None
             audit = AuditStore(sessions)
             writer = AuditWriter(audit) if settings.audit else None
+            answers = CachedGeneration.of(settings, generation, store)
             runtime = Runtime(
-                settings, served, generation, keys, jobs, audit=audit if settings.audit else None,
+                settings, served, generation, keys, answers, jobs, audit=audit if settings.audit else None,
                 audit_writer=writer, limiter=limiter, metrics=metrics,
             )  # fmt: skip
             metrics.watch_engine(runtime.gauges)
-            runtime.answers = CachedGeneration.of(settings, generation, store)
             metrics.watch_cache(
                 (lambda: store.entries) if isinstance(store, MemoryStore) else None,
                 (lambda: redis_health.up) if settings.redis_url else None,

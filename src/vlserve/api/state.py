@@ -42,8 +42,8 @@ def get_ready_generation(request: Request) -> GenerationService:
 async def get_ready_answers(request: Request) -> CachedGeneration:
     """Chat and text completions, through the response cache (the model ready, as for generation).
     Async, as every dependency of these routes: a sync one costs a hop to a worker thread per request."""
-    generation = get_ready_generation(request)
-    return get_state(request).answers or CachedGeneration(generation, None)
+    get_ready_generation(request)
+    return get_state(request).answers
 
 
 def caller_id(request: Request) -> str | None:
