@@ -145,6 +145,14 @@ def create(
     err.print("[yellow]this key is shown once and cannot be shown again: store it now[/yellow]")
 
 
+@keys_app.command("secret")
+def secret() -> None:
+    """Print a fresh key secret and store nothing: a value for VLSERVE_ADMIN_KEY (a deployment's first key)."""
+    from vlserve.security.keys import new_secret
+
+    print(new_secret())
+
+
 @keys_app.command("list")
 def list_keys(as_json: JsonOpt = False) -> None:
     """Every key: id, name, prefix, scopes, dates and limits (never the secret)."""

@@ -24,7 +24,7 @@ from vlserve.observability.metrics import EngineGauges, Metrics
 from vlserve.observability.redis_health import RedisHealth
 from vlserve.security.audit import AuditStore, purge_periodically
 from vlserve.security.audit_writer import AuditWriter
-from vlserve.security.keys import KeyStore
+from vlserve.security.keys import KeyStore, ensure_admin_key
 from vlserve.security.quotas import OwnerQuota
 from vlserve.security.ratelimit import Limiter, LocalLimiter, open_limiter
 from vlserve.service import GenerationService
@@ -126,6 +126,7 @@ async def open_runtime(
                 served, media, max_images=settings.max_images_per_request, stall_timeout_s=settings.stall_timeout_s
             )
             keys = KeyStore(sessions, settings)
+            await asyncio.to_thread(ensure_admin_key, keys, settings)
             quota = OwnerQuota(limiter, keys.principal)
             jobs = DocumentService(settings, generation, sessions=sessions, quota=quota) if documents else None
             audit = AuditStore(sessions)

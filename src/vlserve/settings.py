@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shlex
 import socket
@@ -17,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from vlserve.media.limits import ImageLimits
 
 DEMO_MODEL_NAME = "vlserve-demo-random"
+ADMIN_KEY_FORM = re.compile(r"vlsk_[A-Za-z0-9_-]{32,95}")  # the form of the keys vlserve makes
 # The trained chart-reading demo model shipped inside the package (`vlserve demo train` makes it).
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "demo" / "checkpoint" / "vlserve-demo"
 
@@ -225,6 +227,12 @@ class Settings(BaseSettings):
         description="Every route but /health/* needs an API key; unset: on when the server listens on a "
         "non-loopback address.",
     )
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="An admin API key given by the deployment (vlsk_ and 32 to 95 URL-safe characters; "
+        "`vlserve keys secret` prints one): stored at start-up, with every scope, unless a key with this "
+        "secret exists. For a first key where `vlserve keys create` cannot run first (Kubernetes, compose).",
+    )
     allow_public_without_auth: bool = Field(
         default=False,
         description="Needed, with require_auth=0, to listen on a non-loopback address with no authentication.",
@@ -358,6 +366,16 @@ class Settings(BaseSettings):
 
         if value is not None:
             parse_headers(value.get_secret_value())
+        return value
+
+    @field_validator("admin_key")
+    @classmethod
+    def _check_admin_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not ADMIN_KEY_FORM.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "admin_key must be vlsk_ followed by 32 to 95 URL-safe characters (A-Z a-z 0-9 - _); "
+                "`vlserve keys secret` prints one"
+            )
         return value
 
     @field_validator("url_allowlist")

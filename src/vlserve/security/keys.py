@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from vlserve.errors import AuthenticationError, ClientError
@@ -37,6 +37,10 @@ CACHE_SECONDS = 5.0  # how long a checked key is trusted before the database is 
 LAST_USED_EVERY_S = 60.0  # last_used_at is written at most this often per key
 _CACHE_SIZE = 4096
 _MAX_SECRET_CHARS = 100  # ours are 48
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
 def hash_secret(secret: str) -> str:
@@ -87,8 +91,10 @@ class KeyStore:
         requests_per_minute: int | None = None,
         concurrent_requests: int | None = None,
         tokens_per_day: int | None = None,
+        secret: str | None = None,
     ) -> tuple[ApiKey, str]:
-        """A new key and its secret; the secret is not stored and cannot be shown again."""
+        """A new key and its secret (a fresh one unless given); the secret is not stored and cannot be shown
+        again."""
         name = name.strip()
         if not name or len(name) > 128:
             raise ClientError("a key needs a name of 1 to 128 characters", param="name")
@@ -101,7 +107,7 @@ class KeyStore:
         }
         for limit, value in limits.items():
             _check_limit(limit, value)
-        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        secret = secret or new_secret()
         now = utcnow()
         row = ApiKey(
             id=f"key_{uuid.uuid4().hex[:12]}",
@@ -116,6 +122,25 @@ class KeyStore:
         with self._sessions.begin() as session:
             session.add(row)
         return row, secret
+
+    def ensure(self, name: str, secret: str, *, scopes: Sequence[str]) -> tuple[ApiKey, bool]:
+        """The key holding ``secret``, created with ``name`` and ``scopes`` if no key holds it yet; and whether
+        it was created. An existing key is left as it is, revoked or not. Replicas starting together on one
+        database are safe: the loser of the insert finds the winner's row."""
+        existing = self._by_secret(secret)
+        if existing is not None:
+            return existing, False
+        try:
+            return self.create(name, scopes=scopes, secret=secret)[0], True
+        except IntegrityError:  # another server inserted the same secret first
+            existing = self._by_secret(secret)
+            if existing is None:
+                raise
+            return existing, False
+
+    def _by_secret(self, secret: str) -> ApiKey | None:
+        with self._sessions() as session:
+            return session.scalar(select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret)))
 
     def list(self) -> list[ApiKey]:
         with self._sessions() as session:
@@ -164,10 +189,8 @@ class KeyStore:
 
     def _check(self, secret: str) -> tuple[Principal, datetime | None]:
         _check_form(secret)
-        digest = hash_secret(secret)
-        with self._sessions() as session:
-            row = session.scalar(select(ApiKey).where(ApiKey.secret_hash == digest))
-        if row is None or not hmac.compare_digest(row.secret_hash, digest):
+        row = self._by_secret(secret)
+        if row is None or not hmac.compare_digest(row.secret_hash, hash_secret(secret)):
             raise AuthenticationError("invalid API key: no such key (check the Authorization: Bearer header)")
         if row.revoked_at is not None:
             raise AuthenticationError(f"API key {row.id} was revoked on {as_utc(row.revoked_at):%Y-%m-%d %H:%M} UTC")
@@ -210,3 +233,20 @@ class KeyStore:
                 session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
         except SQLAlchemyError as exc:  # a busy database costs the bookkeeping, never the request
             log.warning("recording the use of API key %s failed: %s", key_id, exc)
+
+
+ADMIN_KEY_NAME = "admin (VLSERVE_ADMIN_KEY)"
+
+
+def ensure_admin_key(keys: KeyStore, settings: Settings) -> ApiKey | None:
+    """Store the deployment's VLSERVE_ADMIN_KEY, with every scope, unless a key with that secret exists.
+
+    A key that was revoked or has expired stays so: the log says to set a new secret."""
+    if settings.admin_key is None:
+        return None
+    row, created = keys.ensure(ADMIN_KEY_NAME, settings.admin_key.get_secret_value(), scopes=SCOPES)
+    if created:
+        log.info("stored VLSERVE_ADMIN_KEY as admin key %s (%s…)", row.id, row.prefix)
+    elif row.revoked_at is not None:
+        log.warning("VLSERVE_ADMIN_KEY is key %s, which was revoked; it stays revoked: set a new secret", row.id)
+    return row
