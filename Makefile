@@ -5,7 +5,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup services promtool serve test lint demo clean
+.PHONY: setup services promtool image-tools image-test serve test lint demo clean
 
 setup: $(VENV)/.installed
 
@@ -37,12 +37,30 @@ promtool:
 		[ -z "$$ours" ] || rm -f $$policy; rm -f $$log; \
 		if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi; fi
 
-test: setup services
-	$(BIN)/ruff check src tests bench
+# The image test (tests/deploy/test_image_build.py) builds deploy/Dockerfile.cpu with buildah and runs it with podman
+# (runc: crun refuses a hybrid cgroup layout); debootstrap makes its local base image. As root with apt-get.
+image-tools:
+	@if ! command -v buildah >/dev/null || ! command -v podman >/dev/null || ! command -v runc >/dev/null \
+		|| ! command -v debootstrap >/dev/null; then if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; log=$$(mktemp); \
+		install="apt-get install -y -q --no-install-recommends buildah podman runc debootstrap"; \
+		$$install >$$log 2>&1 || { apt-get update -q >>$$log 2>&1 && $$install >>$$log 2>&1; } \
+			|| { echo "image-tools: apt-get install failed:"; tail -n 5 $$log; }; rm -f $$log; fi; fi
+
+# Minutes: the first run makes the base image and installs torch and the lock; later runs reuse cached layers.
+image-test: setup image-tools
+	$(BIN)/pytest -q -m image tests/deploy/test_image_build.py
+
+# The suite, then the CPU image built and run for real (tests/deploy/test_image_build.py, minutes the first time).
+test: setup services image-tools
+	$(BIN)/ruff check src tests bench deploy
+	$(BIN)/ruff format --check src tests bench deploy
 	$(BIN)/pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+	$(BIN)/pytest -q -m image tests/deploy/test_image_build.py
 
 lint: setup
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench deploy
+	$(BIN)/ruff format --check src tests bench deploy
 
 demo: setup
 	$(BIN)/vlserve demo build
