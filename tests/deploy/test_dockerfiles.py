@@ -167,3 +167,13 @@ def test_both_images_install_from_the_lock_without_resolving(dockerfile):
     assert "pip install --no-deps -r" in runs
     assert "pip install --no-deps ." in runs
     assert "pip check" in runs
+
+
+def test_the_build_context_holds_only_what_the_dockerfiles_copy():
+    """`.dockerignore` leaves out everything (.venv, .git, build/: gigabytes a build would otherwise upload) but
+    the COPY sources of both files, which it lets in one by one."""
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    patterns = [line for line in lines if line and not line.startswith("#")]
+    assert patterns[0] == "*"
+    copied = {src for path in (GPU, CPU) for args in args_of(path, "COPY") for src in args.split()[:-1]}
+    assert copied and {f"!{src}" for src in copied} <= set(patterns), copied
