@@ -373,7 +373,7 @@ class Settings(BaseSettings):
     def _check_admin_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not ADMIN_KEY_FORM.fullmatch(value.get_secret_value()):
             raise ValueError(
-                "admin_key must be vlsk_ followed by 32 to 95 URL-safe characters (A-Z a-z 0-9 - _); "
+                "must be vlsk_ followed by 32 to 95 URL-safe characters (A-Z a-z 0-9 - _); "
                 "`vlserve keys secret` prints one"
             )
         return value

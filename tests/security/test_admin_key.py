@@ -47,7 +47,7 @@ def test_a_malformed_admin_key_is_refused_at_start_up_in_one_line_without_echoin
         Settings(admin_key=bad)
     result = CliRunner().invoke(app, ["serve"], env={"VLSERVE_ADMIN_KEY": bad})
     assert result.exit_code == 2, result.output
-    assert "admin_key must be vlsk_" in result.output
+    assert "admin_key: must be vlsk_" in result.output
     assert "Traceback" not in result.output
     assert bad.strip() not in result.output
 
