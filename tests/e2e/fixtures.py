@@ -46,6 +46,13 @@ def server(start_server) -> ServerProcess:
     return start_server(url_allowlist="127.0.0.1/32", url_fetch_timeout=2)
 
 
+@pytest.fixture(scope="session")
+def short_queue_server(start_server) -> ServerProcess:
+    """One request decoded at a time, two waiting, no answer cache (identical requests would be one): a server
+    that is easy to fill. Shared by the overload tests, which each wait for all their requests."""
+    return start_server(max_batch_size=1, max_queue_size=2, cache=False)
+
+
 @pytest.fixture
 def openai_client(server: ServerProcess) -> OpenAI:
     return OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=120)

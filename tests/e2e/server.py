@@ -103,9 +103,22 @@ def stopped_after(log: str) -> list[int]:
     return [int(line.split("stopped after ")[1].split()[0]) for line in log.splitlines() if "stopped after" in line]
 
 
-def abandon_stream(url: str, body: dict, *, chunks: int = 6) -> None:
+def stopped_for(server: ServerProcess, request_id: str, timeout: float = 30) -> int:
+    """The token count at which ``server`` stopped the generation of ``request_id`` (sent as a 32-hex-digit
+    ``X-Request-Id``, so it is the trace id on its log lines) because its client went away. A shared server's
+    log holds other tests' lines: only this request's counts."""
+    deadline = time.monotonic() + timeout
+    while not (stops := stopped_after("\n".join(line for line in server.log().splitlines() if request_id in line))):
+        assert time.monotonic() < deadline, f"{request_id} was never stopped:\n{server.log()[-3000:]}"
+        time.sleep(0.1)
+    return stops[-1]
+
+
+def abandon_stream(url: str, body: dict, *, chunks: int = 6, headers: dict[str, str] | None = None) -> None:
     """Start a streamed chat answer at ``url``, read ``chunks`` events, then hang up like a client that left."""
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json={**body, "stream": True}, timeout=60) as response:
+    with httpx.stream(
+        "POST", f"{url}/v1/chat/completions", json={**body, "stream": True}, headers=headers, timeout=60
+    ) as response:
         assert response.status_code == 200, response.read()
         lines = response.iter_lines()
         for _ in range(chunks):

@@ -14,6 +14,7 @@ presence/frequency formula, which transformers lacks, written out below.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -148,10 +149,12 @@ def reference(demo_model, settings: Settings) -> list[list[int]]:
 
 
 def test_batched_greedy_equals_single_request_generate(start_server, demo_model):
-    server = start_server(max_batch_size=4, batch_wait_ms=50)
-    end = AutoTokenizer.from_pretrained(demo_model).convert_tokens_to_ids(EOS)
-    answers = asyncio.run(ask_all(server.url, end))
-    expected = reference(demo_model, Settings(**FAST_IMAGES))
+    with ThreadPoolExecutor(1) as pool:  # the reference is computed here while the server loads
+        single = pool.submit(reference, demo_model, Settings(**FAST_IMAGES))
+        server = start_server(max_batch_size=4, batch_wait_ms=50)
+        end = AutoTokenizer.from_pretrained(demo_model).convert_tokens_to_ids(EOS)
+        answers = asyncio.run(ask_all(server.url, end))
+        expected = single.result()
     assert "running batch of 4" in server.log(), "the load must actually have been batched"
     for i, (answer, tokens) in enumerate(zip(answers, expected, strict=True)):
         got = answer["choices"][0]["token_ids"]

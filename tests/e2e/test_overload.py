@@ -29,8 +29,8 @@ async def one(client: httpx.AsyncClient, i: int, stream: bool) -> tuple[bool, in
     return stream, response.status_code, time.monotonic() - started, response.headers, raw
 
 
-def test_a_burst_beyond_capacity_is_answered_200_or_429_and_every_accepted_request_completes(start_server):
-    server = start_server(max_batch_size=1, max_queue_size=2, cache=False)  # identical requests would coalesce
+def test_a_burst_beyond_capacity_is_answered_200_or_429_and_every_accepted_request_completes(short_queue_server):
+    server = short_queue_server  # one running, two waiting
 
     async def burst():
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:

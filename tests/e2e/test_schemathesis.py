@@ -3,7 +3,7 @@
 One server (random demo model, small limits so generation is quick, no document worker), every operation
 of /openapi.json, valid and invalid inputs; each response must be no server error, have a status the schema
 declares for its operation, a declared content type and a body matching the declared schema (for errors:
-the OpenAI envelope). Bounded: a few hundred cases, about a minute and a half.
+the OpenAI envelope). Bounded: about two hundred cases, well under a minute.
 
 Network rule: only loopback is ever contacted. Generated bodies may hold URLs (image URLs, webhook URLs):
 before each call every URL-looking string is replaced by a loopback one the server refuses (it is not
@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 pytestmark = pytest.mark.e2e
 
 # Per operation (about a dozen): valid inputs, then inputs that break the schema.
-EXAMPLES = {GenerationMode.POSITIVE: 30, GenerationMode.NEGATIVE: 20}
+EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 10}
 LOOPBACK_URL = "http://127.0.0.1:9/refused.png"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
@@ -92,7 +92,7 @@ def test_every_answer_is_declared_and_none_is_a_server_error(fuzzed_server):
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
     labels = {operation.label for operation in operations}
     assert {"POST /v1/chat/completions", "POST /v1/documents", "GET /v1/models"} <= labels
-    assert len(calls) >= 250, len(calls)
+    assert len(calls) >= 125, len(calls)
     assert all(status < 500 for status in calls)
     print(f"schemathesis: {len(calls)} cases over {len(operations)} operations in {elapsed:.0f} s")
     assert elapsed < 240, f"{len(calls)} cases took {elapsed:.0f} s"

@@ -24,18 +24,20 @@ pytestmark = pytest.mark.e2e
 LONG = {"messages": [{"role": "user", "content": "tell me everything"}], "max_tokens": 3000, "ignore_eos": True}
 
 
-@pytest.fixture
-def launch(demo_model: Path, tmp_path: Path) -> Iterator:
-    started: list[ServerProcess] = []
+# Each test stops its own server; both are started at once, side by side, as loading takes seconds.
+BATCHED = {"batch_wait_ms": 2000}  # the two requests of a test, sent together, run as one batch
+SERVERS = {"past_grace": {"shutdown_grace_s": 1, **BATCHED}, "in_flight": {"shutdown_grace_s": 120, **BATCHED}}
 
-    def start(**settings: object) -> ServerProcess:
-        log = tmp_path / f"server-{len(started)}.log"
-        server = ServerProcess(demo_model, log, **{"data_dir": tmp_path / "data", **FAST_IMAGES, **settings})
-        started.append(server)
-        return server.wait_ready()
 
-    yield start
-    for server in started:
+@pytest.fixture(scope="module")
+def servers(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServerProcess]]:
+    root = tmp_path_factory.mktemp("shutdown")
+    started = {
+        name: ServerProcess(demo_model, root / f"{name}.log", **{"data_dir": root / name, **FAST_IMAGES, **settings})
+        for name, settings in SERVERS.items()
+    }
+    yield started
+    for server in started.values():
         server.stop()
 
 
@@ -74,8 +76,8 @@ def assert_clean_exit(server: ServerProcess, signalled_at: float, within: float)
     return log
 
 
-def test_past_the_grace_period_a_stream_ends_with_an_error_event_and_done_and_an_answer_with_a_503(launch):
-    server = launch(shutdown_grace_s=1, batch_wait_ms=2000)  # the two requests, sent together, run as one batch
+def test_past_the_grace_period_a_stream_ends_with_an_error_event_and_done_and_an_answer_with_a_503(servers):
+    server = servers["past_grace"].wait_ready()
     streaming = threading.Event()
     stream, streamed = in_thread(lambda: read_stream(server.url, LONG, streaming))
     whole, answered = in_thread(lambda: httpx.post(f"{server.url}/v1/chat/completions", json=LONG, timeout=60))
@@ -101,8 +103,8 @@ def test_past_the_grace_period_a_stream_ends_with_an_error_event_and_done_and_an
     assert "generation stopped after" in log  # the engine stopped generating, not just the HTTP answer
 
 
-def test_a_request_in_flight_at_sigterm_completes_and_a_second_signal_ends_the_rest_at_once(launch):
-    server = launch(shutdown_grace_s=120, batch_wait_ms=2000)  # the two requests, sent together, run as one batch
+def test_a_request_in_flight_at_sigterm_completes_and_a_second_signal_ends_the_rest_at_once(servers):
+    server = servers["in_flight"].wait_ready()
     streaming = threading.Event()
     stream, streamed = in_thread(lambda: read_stream(server.url, LONG, streaming))
     short = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 60, "ignore_eos": True}
