@@ -34,6 +34,7 @@ from tests.deploy.helm import (
     values_file,
     vllm_args,
 )
+from tests.deploy.markdown import bash_commands
 from tests.deploy.promql import ALERTS, DASHBOARD, ROOT, metric_names
 from tests.deploy.test_promql_names import exported, is_exported, prefix  # noqa: F401 (fixtures)
 from vlserve.api.health import router as health_router
@@ -248,12 +249,10 @@ def test_each_gpu_values_file_matches_a_command_of_the_sizing_section(rendered, 
     docs = (ROOT / "docs" / "deploy.md").read_text()
     sizing = docs[docs.index("\n## Sizing") : docs.index("\n## Recommended vLLM flags")]
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", sizing, re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            words = shlex.split(line, comments=True)
-            if "serve" in words and "--engine" in words:
-                words = words[words.index("serve") :]
-                commands.append(essentials(flags(words), shlex.split(flags(words).get("--vllm-args") or "")))
+    for words in bash_commands(sizing):
+        if "serve" in words and "--engine" in words:
+            words = words[words.index("serve") :]
+            commands.append(essentials(flags(words), shlex.split(flags(words).get("--vllm-args") or "")))
     assert ours in commands, f"{name}: {ours} is none of docs/deploy.md's Sizing commands"
 
 

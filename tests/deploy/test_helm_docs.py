@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.deploy.helm import CHART, by_kind, render, validate
+from tests.deploy.markdown import bash_commands
 from tests.deploy.promql import ROOT
 
 helm_python = pytest.importorskip("helm_python")
@@ -23,14 +24,8 @@ SWITCHES = {"--reuse-values", "--create-namespace"}
 
 
 def commands(text: str, program: str) -> list[list[str]]:
-    """The shell words of each `program` command in the text's bash blocks, continuation lines joined."""
-    found = []
-    for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL):
-        for line in block.replace("\\\n", " ").splitlines():
-            words = shlex.split(line, comments=True)
-            if words[:1] == [program]:
-                found.append(words)
-    return found
+    """The shell words of each `program` command in the text's bash blocks."""
+    return [words for words in bash_commands(text) if words[0] == program]
 
 
 def helm_command(words: list[str]) -> dict[str, Any]:

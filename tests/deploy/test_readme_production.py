@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
-import shlex
-
 import typer.main
 import yaml
 
+from tests.deploy.markdown import bash_commands
 from tests.deploy.promql import ROOT
 from tests.deploy.test_dockerfiles import GPU, args_of, exec_form
 from vlserve.cli import app
@@ -18,13 +16,7 @@ CHART = ROOT / "deploy" / "helm" / "vlserve"
 
 def production_commands() -> list[list[str]]:
     """The shell words of each command in the README's production section (continuations joined)."""
-    section = README.read_text().split("## Production", 1)[1].split("\n## ", 1)[0]
-    commands = []
-    for block in re.findall(r"```bash\n(.*?)```", section, re.DOTALL):
-        for line in block.replace("\\\n", " ").splitlines():
-            if line.strip():
-                commands.append(shlex.split(line, comments=True))
-    return commands
+    return bash_commands(README.read_text().split("## Production", 1)[1].split("\n## ", 1)[0])
 
 
 def command(program: str, verb: str) -> list[str]:

@@ -127,20 +127,21 @@ class KeyStore:
         """The key holding ``secret``, created with ``name`` and ``scopes`` if no key holds it yet; and whether
         it was created. An existing key is left as it is, revoked or not. Replicas starting together on one
         database are safe: the loser of the insert finds the winner's row."""
-        existing = self._by_secret(secret)
+        digest = hash_secret(secret)
+        existing = self._by_hash(digest)
         if existing is not None:
             return existing, False
         try:
             return self.create(name, scopes=scopes, secret=secret)[0], True
         except IntegrityError:  # another server inserted the same secret first
-            existing = self._by_secret(secret)
+            existing = self._by_hash(digest)
             if existing is None:
                 raise
             return existing, False
 
-    def _by_secret(self, secret: str) -> ApiKey | None:
+    def _by_hash(self, digest: str) -> ApiKey | None:
         with self._sessions() as session:
-            return session.scalar(select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret)))
+            return session.scalar(select(ApiKey).where(ApiKey.secret_hash == digest))
 
     def list(self) -> list[ApiKey]:
         with self._sessions() as session:
@@ -189,8 +190,9 @@ class KeyStore:
 
     def _check(self, secret: str) -> tuple[Principal, datetime | None]:
         _check_form(secret)
-        row = self._by_secret(secret)
-        if row is None or not hmac.compare_digest(row.secret_hash, hash_secret(secret)):
+        digest = hash_secret(secret)
+        row = self._by_hash(digest)
+        if row is None or not hmac.compare_digest(row.secret_hash, digest):
             raise AuthenticationError("invalid API key: no such key (check the Authorization: Bearer header)")
         if row.revoked_at is not None:
             raise AuthenticationError(f"API key {row.id} was revoked on {as_utc(row.revoked_at):%Y-%m-%d %H:%M} UTC")
