@@ -9,6 +9,15 @@ for ``--duration`` seconds, at most ``--max-requests``. It prints, as Markdown: 
 completed, 429 and 503 counts and the latency percentiles of each kind of answer, the throughput of
 completed requests under overload against the calibrated rate, and, given the server's ``--pid``, its
 peak resident memory (VmRSS) sampled every 100 ms. Loopback only; every loop bounded in count and time.
+
+    .venv/bin/python bench/overload.py --url http://127.0.0.1:8080 --clients 250 [--duration 20]
+        [--server-log PATH] [--pid PID] [--api-key KEY]
+
+A burst instead: ``--clients`` clients at once, each sending its next request as soon as the last is
+answered (no waiting out 429s), for ``--duration`` seconds, at most ``--max-requests`` in all. Given the
+server's log (``--server-log``, the text or JSON access lines at level info), it also prints the latency
+of each kind of answer as the server itself measured it (from the request's arrival in the app to its
+last byte), which is what a 429 costs the server, apart from the client's own queueing on a shared machine.
 """
 
 from __future__ import annotations
@@ -19,10 +28,12 @@ import base64
 import io
 import ipaddress
 import json
+import re
 import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 from PIL import Image, ImageDraw
@@ -124,6 +135,54 @@ async def overload(
     return list(outcomes), time.perf_counter() - started
 
 
+async def burst(
+    client: httpx.AsyncClient, clients: int, seconds: float, limit: int, max_tokens: int, stream_share: float
+) -> tuple[list[Outcome], float]:
+    """``clients`` closed loops at once, none waiting between requests, until ``seconds`` or ``limit`` requests."""
+    outcomes: list[Outcome] = []
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    async def loop(k: int) -> None:
+        for i in range(limit):  # bounded; the deadline or the shared limit ends it first
+            if time.perf_counter() >= deadline or len(outcomes) >= limit:
+                return
+            streaming = (k * stream_share) % 1 + stream_share >= 1
+            outcomes.append(await one(client, k * limit + i, max_tokens, streaming))
+
+    await asyncio.gather(*(loop(k) for k in range(clients)))
+    return outcomes, time.perf_counter() - started
+
+
+_TEXT_ACCESS = re.compile(r" vlserve\.access .*?(GET|POST|HEAD|PUT|DELETE|PATCH) (\S+) (\d{3}) ([\d.]+) ms")
+
+
+def server_latencies(log_text: str) -> dict[int, list[float]]:
+    """Seconds per status of every access line in ``log_text`` (text or JSON lines), as the server measured them."""
+    out: dict[int, list[float]] = defaultdict(list)
+    for line in log_text.splitlines():
+        if line.startswith("{"):
+            try:
+                fields = json.loads(line).get("access")
+            except ValueError:
+                continue
+            if isinstance(fields, dict) and "status" in fields and "latency_ms" in fields:
+                out[int(fields["status"])].append(float(fields["latency_ms"]) / 1000)
+            continue
+        match = _TEXT_ACCESS.search(line)
+        if match:
+            out[int(match.group(3))].append(float(match.group(4)) / 1000)
+    return out
+
+
+def report_server(latencies: dict[int, list[float]]) -> None:
+    print("\nas the server measured them (its access log):\n")
+    print("| status | count | latency ms p50 / p95 / p99 / max |")
+    print("|---|---|---|")
+    for status, values in sorted(latencies.items()):
+        print(f"| {status} | {len(values)} | {percentiles(values)} |")
+
+
 def percentiles(values: list[float]) -> str:
     if not values:
         return "-"
@@ -137,7 +196,8 @@ def report(outcomes: list[Outcome], elapsed: float, rate: float, multiple: float
     for o in outcomes:
         name = {200: "200 completed", 429: "429", 503: "503", 0: "200 with an error inside", -1: "connection error"}
         kinds[name.get(o.status, str(o.status))].append(o)
-    print(f"sustainable rate (calibrated): {rate:.2f} req/s; offered: {rate * multiple:.2f} req/s ({multiple:g}x)")
+    if multiple:
+        print(f"sustainable rate (calibrated): {rate:.2f} req/s; offered: {rate * multiple:.2f} req/s ({multiple:g}x)")
     print(f"sent {len(outcomes)} requests in {elapsed:.1f} s\n")
     print("| answer | count | streaming | latency ms p50 / p95 / p99 / max |")
     print("|---|---|---|---|")
@@ -145,7 +205,8 @@ def report(outcomes: list[Outcome], elapsed: float, rate: float, multiple: float
         streams = sum(o.stream for o in group)
         print(f"| {name} | {len(group)} | {streams} | {percentiles([o.seconds for o in group])} |")
     completed = len(kinds["200 completed"])
-    print(f"\nthroughput under overload: {completed / elapsed:.2f} completed req/s ({rate:.2f} calibrated)")
+    calibrated = f" ({rate:.2f} calibrated)" if multiple else ""
+    print(f"\nthroughput under overload: {completed / elapsed:.2f} completed req/s{calibrated}")
     refused = kinds["429"] + kinds["503"]
     if refused:
         missing = sum(1 for o in refused if not o.retry_after)
@@ -156,8 +217,15 @@ def report(outcomes: list[Outcome], elapsed: float, rate: float, multiple: float
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    limits = httpx.Limits(max_connections=args.max_requests + args.concurrency, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=args.url, timeout=args.timeout, limits=limits, trust_env=False) as client:
+    connections = max(args.max_requests + args.concurrency, args.clients)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=max(64, args.clients))
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else None
+    async with httpx.AsyncClient(
+        base_url=args.url, timeout=args.timeout, limits=limits, trust_env=False, headers=headers
+    ) as client:
+        if args.clients:
+            await run_burst(client, args)
+            return
         rate = args.rate or await calibrate(client, args.concurrency, args.calibrate, args.max_tokens)
         if rate <= 0:
             sys.exit("no request completed while calibrating; is the server ready?")
@@ -183,6 +251,33 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"a request after the burst: HTTP {after.status} in {after.seconds * 1000:.0f} ms")
 
 
+async def run_burst(client: httpx.AsyncClient, args: argparse.Namespace) -> None:
+    log_start = Path(args.server_log).stat().st_size if args.server_log else 0
+    rss: list[float] = []
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        while not done.is_set():
+            value = vm_rss_mib(args.pid)
+            if value is not None:
+                rss.append(value)
+            await asyncio.sleep(0.1)
+
+    sampler = asyncio.create_task(sample())
+    outcomes, elapsed = await burst(
+        client, args.clients, args.duration, args.max_requests, args.max_tokens, args.stream_share
+    )
+    done.set()
+    await sampler
+    print(f"{args.clients} clients at once for {elapsed:.1f} s\n")
+    report(outcomes, elapsed, 0.0, 0.0, rss)
+    if args.server_log:
+        await asyncio.sleep(1)  # the last access lines reach the file
+        with open(args.server_log, errors="replace") as log:
+            log.seek(log_start)
+            report_server(server_latencies(log.read()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8080")
@@ -196,6 +291,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--stream-share", type=float, default=0.5)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--clients", type=int, default=0, help="a burst: this many clients at once, no calibration")
+    parser.add_argument("--server-log", default=None, help="the server's log file: latencies as the server saw them")
+    parser.add_argument("--api-key", default=None, help="a key, for a server with auth on")
     args = parser.parse_args()
     host = httpx.URL(args.url).host
     if host != "localhost" and not ipaddress.ip_address(host).is_loopback:

@@ -201,7 +201,11 @@ def test_doc_with_a_missing_schema_file_says_so_in_one_line(pdf_file, tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "says"),
-    [("{not json", "is not valid JSON: Expecting property name"), ("[1, 2]", "must hold a JSON object")],
+    [
+        ("{not json", "is not valid JSON: Expecting property name"),
+        ("[1, 2]", "must hold a JSON object"),
+        ("[" * 1000 + "]" * 1000, "nests more than 64 levels deep; no server accepts it"),  # not a RecursionError
+    ],
 )
 def test_doc_with_a_schema_that_is_not_a_json_object_says_so_in_one_line(pdf_file, tmp_path, content, says):
     schema = tmp_path / "schema.json"

@@ -114,6 +114,21 @@ def test_audit_prints_records_newest_first_filtered_by_key_and_time(env, session
     assert "trace-key_b-401" in table.stdout and "5+2" in table.stdout
 
 
+def test_audit_filters_by_document_job_its_requests_and_pages(env, sessions):
+    store = AuditStore(sessions)
+    now = utcnow()
+    for method, resource, count in [("POST", "doc_ab", None), ("PAGE", "doc_ab/pages/2", None),
+                                    ("PAGE", "doc_abc/pages/1", None), ("GET", "docXab", None),
+                                    ("POST", None, 40)]:  # fmt: skip
+        store.write(AuditEntry(at=now, key_id="key_a", method=method, endpoint="/v1/documents", status=200,
+                               latency_ms=1, trace_id="t", resource=resource, count=count))  # fmt: skip
+    rows = lines(run(env, "audit", "--json", "--resource", "doc_ab"))
+    assert sorted(r["resource"] for r in rows) == ["doc_ab", "doc_ab/pages/2"]
+    every = lines(run(env, "audit", "--json"))
+    assert sorted(r["count"] for r in every) == [1, 1, 1, 1, 40]
+    assert "doc_ab/pages/2" in run(env, "audit").stdout
+
+
 def test_a_database_that_cannot_be_reached_is_one_line_without_the_password(tmp_path, monkeypatch):
     url = f"postgresql+psycopg://vlserve:s3cret@127.0.0.1:{free_port()}/vlserve"  # nothing listens there
     env = {"VLSERVE_DATABASE_URL": url, "VLSERVE_DATA_DIR": str(tmp_path)}

@@ -14,6 +14,7 @@ from vlserve.api import chat, completions, docs, documents, health, metrics, mod
 from vlserve.api.body_limit import BodyLimitMiddleware
 from vlserve.api.cors import cors_options
 from vlserve.api.errors import install_error_handlers
+from vlserve.api.json_depth import JSONDepthMiddleware
 from vlserve.api.methods import HeadMiddleware
 from vlserve.api.openapi import install_openapi
 from vlserve.engine import Engine
@@ -57,6 +58,7 @@ def build_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         openapi_url="/openapi.json" if settings.docs else None,
     )
     # Pure-ASGI middleware, innermost first (each add_middleware wraps the ones before it).
+    app.add_middleware(JSONDepthMiddleware, settings=settings)  # a JSON body too deep never reaches the parser
     app.add_middleware(QuotaMiddleware)  # inside auth: limits the key auth found
     app.add_middleware(AuthMiddleware, settings=settings)
     app.add_middleware(BodyLimitMiddleware, settings=settings)  # bodies counted as they arrive

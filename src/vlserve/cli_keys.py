@@ -213,6 +213,7 @@ def _record(row: AuditRecord) -> dict[str, Any]:
         "model": row.model, "status": row.status, "prompt_tokens": row.prompt_tokens,
         "completion_tokens": row.completion_tokens, "latency_ms": row.latency_ms, "trace_id": row.trace_id,
         "client": row.client, "image_hashes": json.loads(row.image_hashes) if row.image_hashes else [],
+        "resource": row.resource, "count": row.count or 1,
     }  # fmt: skip
     if row.content_json:
         body["content"] = json.loads(row.content_json)
@@ -225,9 +226,14 @@ def audit_command(
     since: Annotated[
         str | None, typer.Option(help="From a date (2026-11-01) or a time ago (1h, 7d) on.", show_default=False)
     ] = None,
+    resource: Annotated[
+        str | None,
+        typer.Option(help="Only what touched this document job (doc_…): its requests and pages.", show_default=False),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The audit trail, newest first: who called which endpoint, status, tokens, latency, trace id."""
+    """The audit trail, newest first: who called which endpoint or read which page, status, tokens, latency,
+    trace id. Requests refused without a valid key are tallied per client and minute (the count column)."""
     from vlserve.security.audit import AuditStore
 
     try:
@@ -235,7 +241,7 @@ def audit_command(
     except (ValueError, OverflowError) as exc:
         raise fail(str(exc), 2) from None
     with database() as (_, sessions):
-        rows = AuditStore(sessions).query(limit=limit, key_id=key, since=start)
+        rows = AuditStore(sessions).query(limit=limit, key_id=key, since=start, resource=resource)
     if as_json:
         for row in rows:
             print(json.dumps(_record(row), ensure_ascii=False))
@@ -243,11 +249,15 @@ def audit_command(
     if not rows:
         err.print("no audit records match")
         return
-    table = Table("time (UTC)", "key", "method", "endpoint", "status", "model", "tokens", "ms", "trace id", "client")
+    table = Table(
+        "time (UTC)", "key", "method", "endpoint", "resource", "status", "count", "model", "tokens", "ms", "trace id",
+        "client",
+    )  # fmt: skip
     for row in rows:
         tokens = "" if row.prompt_tokens is None else f"{row.prompt_tokens}+{row.completion_tokens or 0}"
         table.add_row(
-            _when(row.at), row.key_id or "-", row.method, escape(row.endpoint), str(row.status),
-            escape(row.model or ""), tokens, str(row.latency_ms), row.trace_id, row.client or "",
+            _when(row.at), row.key_id or "-", row.method, escape(row.endpoint), escape(row.resource or ""),
+            str(row.status), str(row.count or 1), escape(row.model or ""), tokens, str(row.latency_ms), row.trace_id,
+            row.client or "",
         )  # fmt: skip
     _show(table)

@@ -107,8 +107,9 @@ class AuthenticationError(ClientError):
     error_type = "authentication_error"
     code = "invalid_api_key"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, key_id: str | None = None) -> None:
         super().__init__(message, code=code, headers={"WWW-Authenticate": "Bearer"})
+        self.key_id = key_id  # a revoked or expired key's id, for the audit trail (never a secret)
 
 
 class PermissionDeniedError(ClientError):

@@ -18,11 +18,13 @@ from vlserve.cache import MemoryStore, open_store
 from vlserve.documents.service import DocumentService
 from vlserve.engine import Engine, build_engine
 from vlserve.errors import ServerError, sanitize_message
-from vlserve.media import ImageCache, ImageFetcher, MediaLoader
+from vlserve.media import DecodeBudget, ImageCache, ImageFetcher, MediaLoader
+from vlserve.media.decode_budget import return_freed_images
 from vlserve.observability.gpu import watch_gpus
 from vlserve.observability.metrics import EngineGauges, Metrics
 from vlserve.observability.redis_health import RedisHealth
 from vlserve.security.audit import AuditStore, purge_periodically
+from vlserve.security.audit_refusals import RefusalTally
 from vlserve.security.audit_writer import AuditWriter
 from vlserve.security.keys import KeyStore, ensure_admin_key
 from vlserve.security.quotas import OwnerQuota
@@ -45,10 +47,12 @@ class Runtime:
     documents: DocumentService | None = None
     audit: AuditStore | None = None  # None: audit records are off (VLSERVE_AUDIT=0)
     audit_writer: AuditWriter | None = None  # writes the audit middleware's records in batches
+    refusals: RefusalTally | None = None  # audits requests refused for want of a valid key, per client and minute
     load_error: str | None = None  # why the engine failed to start, sanitised for the health probes
     limiter: Limiter = field(default_factory=LocalLimiter)  # per-key limits: in-process, or Redis (redis_url)
     draining: bool = False  # SIGTERM: no new work; the document worker claims no new page
     metrics: Metrics = field(default_factory=lambda: Metrics(per_key=False))  # what GET /metrics shows
+    decode_budget: DecodeBudget | None = None  # pixels of images being decoded at once, server-wide
 
     def gauges(self) -> EngineGauges:
         """Readiness and load now, for the metrics."""
@@ -121,20 +125,33 @@ async def open_runtime(
             ) as store,
         ):
             image_cache = ImageCache(settings.image_cache_max_bytes, settings.image_cache_ttl_s)
-            media = MediaLoader(fetcher, settings.image_limits(), cache=image_cache)
-            generation = GenerationService(
-                served, media, max_images=settings.max_images_per_request, stall_timeout_s=settings.stall_timeout_s
+            return_freed_images()  # a decoded image's memory goes back to the system when it is freed
+            decode_budget = DecodeBudget.sized(  # pixels of untrusted images decoded at once, every endpoint
+                settings.decode_budget_pixels,
+                max_image_pixels=settings.max_image_pixels,
+                wait_s=settings.decode_budget_wait_s,
             )
+            media = MediaLoader(fetcher, settings.image_limits(), cache=image_cache, budget=decode_budget)
+            generation = GenerationService(
+                served, media, max_images=settings.max_images_per_request, stall_timeout_s=settings.stall_timeout_s,
+                default_max_tokens=settings.default_max_tokens,
+            )  # fmt: skip
             keys = KeyStore(sessions, settings)
             await asyncio.to_thread(ensure_admin_key, keys, settings)
             quota = OwnerQuota(limiter, keys.principal)
-            jobs = DocumentService(settings, generation, sessions=sessions, quota=quota) if documents else None
+            jobs = (
+                DocumentService(settings, generation, sessions=sessions, quota=quota, decode_budget=decode_budget)
+                if documents
+                else None
+            )
             audit = AuditStore(sessions)
             writer = AuditWriter(audit) if settings.audit else None
+            refusals = RefusalTally(writer.submit) if writer is not None else None
             answers = CachedGeneration.of(settings, generation, store)
             runtime = Runtime(
                 settings, served, generation, keys, answers, jobs, audit=audit if settings.audit else None,
-                audit_writer=writer, limiter=limiter, metrics=metrics,
+                audit_writer=writer, refusals=refusals, limiter=limiter, metrics=metrics,
+                decode_budget=decode_budget,
             )  # fmt: skip
             metrics.watch_engine(runtime.gauges)
             metrics.watch_cache(
@@ -144,9 +161,12 @@ async def open_runtime(
             watch_gpus(metrics.registry)
             if jobs is not None and jobs.runner is not None:
                 jobs.runner.on_page = metrics.observe_page
+                if writer is not None:
+                    jobs.runner.on_audit = writer.submit
             image_cache.on_lookup = metrics.observe_image_cache
-            if writer is not None:
+            if writer is not None and refusals is not None:
                 writer.start()
+                refusals.start()
             purging = asyncio.create_task(
                 purge_periodically(audit, settings.audit_retention_days), name="vlserve-audit-purge"
             )
@@ -160,7 +180,8 @@ async def open_runtime(
                     await purging
                 if jobs is not None:
                     await jobs.close()
-                if writer is not None:  # the last requests' records, before the database closes
+                if writer is not None and refusals is not None:  # the last records, before the database closes
+                    await refusals.close()
                     await writer.close()
     finally:
         await served.close()

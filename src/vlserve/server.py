@@ -4,8 +4,9 @@
    use fails in one line and a second server touches no job.
 2. uvicorn runs the app behind :class:`~vlserve.api.draining.DrainGate` with h11 and the limits of
    :mod:`vlserve.server_protocol`.
-3. :class:`GracefulServer`: the first SIGTERM/SIGINT stops new work at once (new requests get 503
-   ``shutting_down``, the document worker claims no page) and lets what is in flight run until
+3. :class:`GracefulServer`: the first SIGTERM/SIGINT stops new work at once (the sockets stop listening, so
+   new connections are refused; requests on connections still open get 503 ``shutting_down``; the document
+   worker claims no page) and lets what is in flight run until
    ``shutdown_grace_s``; past that deadline a stream ends with an error event and ``[DONE]``, an answer
    with a 503. The process then exits 0, after one log line saying how many requests were drained or ended.
    A second signal moves the deadline to now. Connections whose clients stall even then are closed
@@ -137,8 +138,8 @@ class GracefulServer(uvicorn.Server):
             return
         self._drain.begin(self._grace_s)
         log.info(
-            "%s: shutting down; %d request(s) in flight may run %g s more, new requests get 503 (signal again "
-            "to stop at once)", cause, self._drain.in_flight, self._grace_s,
+            "%s: shutting down; %d request(s) in flight may run %g s more, new connections are refused (signal "
+            "again to stop at once)", cause, self._drain.in_flight, self._grace_s,
         )  # fmt: skip
         assert self._drain.deadline is not None
         self._on_drain(self._drain.deadline)

@@ -140,6 +140,16 @@ class Settings(BaseSettings):
         default=256 * 1024 * 1024, ge=0, description="Decoded images kept for reuse, bytes in memory; 0: off."
     )
     image_cache_ttl_s: float = Field(default=300.0, gt=0, description="Seconds a decoded image is kept for reuse.")
+    decode_budget_pixels: int | None = Field(
+        default=None,
+        ge=0,
+        description="Pixels of images being decoded at once, server-wide (each image counted from its header); "
+        "at least max_image_pixels; unset: a quarter of the memory available at start over 8 bytes a pixel, "
+        "at most one max_image_pixels image per CPU; 0: no limit.",
+    )
+    decode_budget_wait_s: float = Field(
+        default=10.0, ge=0, description="Seconds an image waits for its turn to decode before 503 Retry-After."
+    )
 
     # --- image URLs --------------------------------------------------------------------------
     url_fetch_timeout: float = Field(default=10.0, gt=0, description="Seconds for one image URL, all redirects.")
@@ -173,7 +183,11 @@ class Settings(BaseSettings):
     document_lease_s: float = Field(
         default=30.0, gt=0, description="A page held by a worker that stops renewing is taken over after this."
     )
-    document_poll_s: float = Field(default=1.0, gt=0, description="How often an idle worker looks for pages.")
+    document_poll_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often an idle worker looks for pages, and a busy one checks its pages' jobs for cancellation.",
+    )
     worker_id: str | None = Field(
         default=None,
         description="Readable prefix of this server's name in the job table (default host:port); each process "
@@ -276,7 +290,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="JSON request bodies, counted while they stream in."
     )
-    max_json_depth: int = Field(default=32, ge=4, description="Nesting of JSON request bodies.")
+    max_json_depth: int = Field(
+        default=32, ge=4, le=64, description="Nesting of any JSON parsed: request fields, schemas, answers."
+    )
     max_messages: int = Field(default=1024, ge=1, description="Messages per chat request.")
     max_prompt_chars: int = Field(
         default=1_000_000, ge=1, description="Characters of text per request, checked before tokenising."
@@ -289,6 +305,9 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="Request line and headers, bytes.")
     header_timeout_s: float = Field(default=10.0, gt=0, description="Seconds for a client to send its headers.")
     read_timeout_s: float = Field(default=60.0, gt=0, description="Seconds a request body may stall between reads.")
+    body_timeout_s: float = Field(
+        default=120.0, gt=0, description="Seconds a request body has to arrive in full, however it trickles in."
+    )
     keepalive_timeout_s: float = Field(default=5.0, gt=0, description="Idle keep-alive connections close after this.")
 
     @field_validator("cors_origins", mode="before")
@@ -390,6 +409,11 @@ class Settings(BaseSettings):
     def _check_pixels(self) -> Settings:
         if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
             raise ValueError("min_pixels must not exceed max_pixels")
+        if self.decode_budget_pixels and self.decode_budget_pixels < self.max_image_pixels:
+            raise ValueError(
+                f"decode_budget_pixels ({self.decode_budget_pixels}) must be at least max_image_pixels "
+                f"({self.max_image_pixels}), so that every image allowed can be decoded; 0: no limit"
+            )
         return self
 
     @model_validator(mode="after")

@@ -174,3 +174,10 @@ def test_vision_without_image(api):
 def test_vision_upload_that_is_not_an_image(api):
     r = api.post("/v1/chat/vision", data={"prompt": "hi"}, files=[("image_file", ("x.png", b"hello", "image/png"))])
     assert_error(r, 400, code="invalid_image", param="image_file[0]")
+
+
+def test_a_message_names_what_its_role_needs(api):
+    r = api.post("/v1/chat/completions", json={"messages": [{"role": "robot", "content": "x"}]})
+    assert_error(r, 400, param="messages[0].role", says="one of system, developer, user, assistant, tool")
+    r = api.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": None}]})
+    assert_error(r, 400, param="messages[0].content", says="no content")

@@ -3,12 +3,12 @@
 import pytest
 
 from vlserve.api.content import parse_messages
-from vlserve.api.protocol import ChatMessage
+from vlserve.api.message_protocol import AssistantMessage, SystemMessage, ToolMessage, UserMessage
 from vlserve.errors import ClientError
 
 
 def msgs(*content):
-    return [ChatMessage(role="user", content=list(content))]
+    return [UserMessage(role="user", content=list(content))]
 
 
 def test_text_and_images_keep_their_order():
@@ -26,7 +26,7 @@ def test_text_and_images_keep_their_order():
 
 
 def test_string_content_and_developer_role():
-    turns, refs = parse_messages([ChatMessage(role="developer", content="be brief")], max_images=8)
+    turns, refs = parse_messages([SystemMessage(role="developer", content="be brief")], max_images=8)
     assert turns[0].role == "system"
     assert turns[0].parts == ({"type": "text", "text": "be brief"},)
     assert refs == []
@@ -51,3 +51,13 @@ def test_image_part_without_url():
     with pytest.raises(ClientError) as err:
         parse_messages(msgs({"type": "image_url", "image_url": {}}), max_images=8)
     assert err.value.param == "messages[0].content[0].image_url"
+
+
+def test_images_only_in_user_and_tool_messages():
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    with pytest.raises(ClientError) as err:
+        parse_messages([AssistantMessage(role="assistant", content=[image])], max_images=8)
+    assert (err.value.param, err.value.code) == ("messages[0].content[0].type", "unsupported_content_type")
+    assert "text only" in err.value.message
+    _, refs = parse_messages([ToolMessage(role="tool", tool_call_id="call_1", content=[image])], max_images=8)
+    assert [r.param for r in refs] == ["messages[0].content[0].image_url"]

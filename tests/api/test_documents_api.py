@@ -12,6 +12,8 @@ from PIL import Image
 
 from tests.api.fakes import FakeEngine
 from tests.api.test_bad_input import assert_error
+from tests.structured.test_formats import nested_properties
+from tests.support.http_server import serve_http
 from tests.support.images import encode, solid
 from tests.support.pdfs import encrypted, text_pdf
 from vlserve.errors import RateLimitError
@@ -124,6 +126,9 @@ def test_list_get_cancel_and_unknown_ids(make_client):
         ([pdf(3)], {"pages": "3-1"}, 400, None, "pages", "3-1"),
         ([pdf(3)], {"json_schema": "{not json"}, 400, None, "json_schema", "not valid JSON"),
         ([pdf(3)], {"json_schema": {"type": "objekt"}}, 400, None, "json_schema", "'objekt'"),
+        ([pdf(3)], {"json_schema": nested_properties(100)}, 400, "json_too_deep", "json_schema", "MAX_JSON_DEPTH"),
+        ([pdf(3)], {"json_schema": "[" * 1000 + "]" * 1000}, 400, "json_too_deep", "json_schema", "MAX_JSON_DEPTH"),
+        ([pdf(3)], {"json_schema": {"$ref": "urn:vlserve:elsewhere"}}, 400, "unresolvable_ref", "json_schema", "urn:"),
         ([pdf(3)], {"webhook_url": "http://10.0.0.1/hook"}, 403, "url_refused", "webhook_url", ""),
         ([pdf(3)], {"webhook_url": "ftp://example.com/hook"}, 400, None, "webhook_url", "ftp"),
         ([pdf(1), png()], {}, 400, None, "file", "one PDF per job"),
@@ -133,6 +138,16 @@ def test_every_bad_submission_is_a_clean_4xx_and_nothing_is_stored(api, files, f
     response = submit(api, files, **form)
     assert_error(response, status, code=code, param=param, says=says)
     assert api.get("/v1/documents").json()["data"] == []
+
+
+def test_a_schema_reference_to_a_listener_is_refused_and_never_fetched(api):
+    with serve_http() as listener:
+        ref = f"{listener.url}/json-secret"
+        hostile = {"type": "object", "properties": {"how": {"$ref": ref}}, "required": ["how"]}
+        assert_error(submit(api, [pdf(1)], json_schema=hostile), 400, code="unresolvable_ref", param="json_schema",
+                     says=repr(ref))  # fmt: skip
+        assert listener.paths() == [], "the server fetched the reference"
+    assert api.get("/v1/documents").json()["data"] == [], "nothing was stored"
 
 
 def test_size_and_page_limits(make_client):
@@ -199,3 +214,11 @@ def test_cancelling_a_running_job_discards_the_page_in_flight_and_its_cached_fil
     assert not (tmp_path / "documents" / job["id"]).exists()
     result = api.get(f"/v1/documents/{job['id']}/result").json()
     assert {p["status"] for p in result["pages"]} == {"cancelled"}, "the page in flight was not stored"
+
+
+def test_image_pages_are_decoded_within_the_server_decode_budget(make_client):
+    api = make_client(FakeEngine(max_model_len=400), **SETTINGS, max_image_pixels=100_000, decode_budget_pixels=100_000)
+    large = ("large.png", encode(Image.new("RGB", (300, 300), "white")), "image/png")  # 90 000 pixels
+    job = submit(api, [large, png("small.png")]).json()  # 90 000 + 10 800 pixels: never decoded together
+    assert wait_ended(api, job["id"])["status"] == "succeeded"
+    assert api.app.state.vlserve.decode_budget.peak == 300 * 300

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tests.api.fakes import FakeEngine
 from tests.api.test_bad_input import assert_error
 from tests.media.test_media_images import png_claiming
-from tests.support.images import data_url, solid
+from tests.support.images import chart, data_url, encode, solid
 from vlserve.api.body_limit import BodyLimitMiddleware, PartCounter
 from vlserve.settings import Settings
 
@@ -117,6 +118,31 @@ def test_content_parts_deeper_than_the_limit_are_refused(api):
     )
 
 
+@pytest.mark.parametrize("depth", [1000, 100_000])
+def test_a_body_nested_past_what_the_parser_can_take_is_400_naming_the_setting(make_client, depth):
+    client = make_client()  # the default 32 levels
+    body = '{"messages": [{"role": "user", "content": "hi"}], "metadata": ' + "[" * depth + "]" * depth + "}"
+    r = client.post("/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
+    assert_error(r, 400, code="json_too_deep", says="VLSERVE_MAX_JSON_DEPTH")
+    just_over = chat("hi", metadata=json.loads("[" * 33 + "]" * 33))  # parsed, then named
+    assert_error(client.post("/v1/chat/completions", json=just_over), 400, code="json_too_deep", param="metadata")
+
+
+def test_a_schema_sent_as_text_is_held_to_the_depth_limit_before_it_is_parsed(api, engine):
+    deep = "[" * 1000 + "]" * 1000  # brackets inside a JSON string: the body is shallow, the schema is not
+    r = api.post("/v1/chat/completions", json=chat("hi", guided_json=deep))
+    assert_error(r, 400, code="json_too_deep", param="guided_json", says="VLSERVE_MAX_JSON_DEPTH")
+    assert engine.prepared == 0
+
+
+def test_tool_call_arguments_nested_thousands_deep_are_a_400_not_a_500(api, engine):
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "[" * 5000 + "]" * 5000}}
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None, "tool_calls": [call]}]
+    r = api.post("/v1/chat/completions", json={"messages": [*messages, {"role": "user", "content": "and?"}]})
+    assert_error(r, 400, param="messages[1].tool_calls[0].function.arguments", says="JSON object")
+    assert engine.prepared == 0
+
+
 def test_text_over_the_character_limit_is_refused_before_tokenising(api, engine):
     r = api.post("/v1/chat/completions", json=chat([{"type": "text", "text": "word " * 300}] * 2))
     assert_error(r, 400, code="context_length_exceeded", param="messages", says="VLSERVE_MAX_PROMPT_CHARS")
@@ -190,3 +216,27 @@ def test_a_body_that_stalls_is_408_request_timeout():
     assert messages[0]["status"] == 408
     error = json.loads(messages[1]["body"])["error"]
     assert error["code"] == "request_timeout" and "VLSERVE_READ_TIMEOUT_S" in error["message"]
+
+
+def test_images_over_the_request_pixel_budget_are_refused_by_documents_as_by_vision(api):
+    huge = png_claiming(6000, 6000)  # 36 M pixels each: one fits the 40 M budget, two do not
+    vision = api.post("/v1/chat/vision", data={"prompt": "compare"}, files=[("image_file", ("a.png", huge))] * 2)
+    documents = api.post("/v1/documents", files=[("file", ("a.png", huge, "image/png"))] * 2)
+    assert_error(vision, 400, code="image_too_large", param="image_file", says="VLSERVE_MAX_REQUEST_PIXELS")
+    assert_error(documents, 400, code="image_too_large", param="file", says="VLSERVE_MAX_REQUEST_PIXELS")
+    assert api.get("/v1/documents").json()["data"] == [], "nothing was stored"
+
+
+def test_concurrent_requests_never_decode_more_pixels_at_once_than_the_budget(make_client):
+    api = make_client(FakeEngine(), max_image_pixels=1_000_000, decode_budget_pixels=1_000_000)
+    urls = [data_url(encode(chart(seed, (1000, 1000)))) for seed in range(12)]  # 1 M pixels each: one at a time
+
+    def ask(k: int):
+        parts = [{"type": "image_url", "image_url": {"url": url}} for url in urls[2 * k : 2 * k + 2]]
+        return api.post("/v1/chat/completions", json=chat([*parts, {"type": "text", "text": "compare"}]))
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = [r.status_code for r in pool.map(ask, range(6))]
+    budget = api.app.state.vlserve.decode_budget
+    assert statuses == [200] * 6
+    assert (budget.peak, budget.in_use) == (1_000_000, 0), "every image was decoded alone"

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.api.fakes import FakeEngine
 from tests.api.test_bad_input import assert_error
+from tests.support.http_server import serve_http
+from vlserve.engine.base import Delta, Usage
 
 # The fake engine answers a JSON object mapping each word of the question to its length.
 WORDS = {
@@ -72,3 +76,48 @@ def test_streaming_sends_the_text_then_an_error_event_when_the_answer_breaks_the
     text = "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-2])
     assert json.loads(text) == {"how": 3, "long": 4}, "every piece of the answer was still sent"
     assert all(json.loads(e)["choices"][0]["finish_reason"] is None for e in events[:-2])
+
+
+def hostile(url: str) -> dict:
+    """A schema whose property refers to a document on ``url``: the server must never fetch it."""
+    return {"type": "object", "properties": {"how": {"$ref": f"{url}/json-secret"}}, "required": ["how"]}
+
+
+def tool(name: str, parameters: dict) -> dict:
+    return {"type": "function", "function": {"name": name, "parameters": parameters}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        (lambda s: {"response_format": schema(s)}, "response_format.json_schema.schema"),
+        (lambda s: {"tools": [tool("one", {"type": "object"}), tool("two", s)]}, "tools[1].function.parameters"),
+        (lambda s: {"guided_json": s}, "guided_json"),
+        (lambda s: {"guided_json": json.dumps(s)}, "guided_json"),
+    ],
+)  # fmt: skip
+def test_a_schema_reference_outside_the_schema_is_a_400_naming_it_and_nothing_is_fetched(make_client, extra, param):
+    engine = FakeEngine()
+    client = make_client(engine)
+    with serve_http() as listener:
+        r = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "how long"}],
+                                                       **extra(hostile(listener.url))})  # fmt: skip
+        assert_error(r, 400, code="unresolvable_ref", param=param, says=f"'{listener.url}/json-secret'")
+        assert listener.paths() == [], "the server fetched the reference"
+    assert engine.outputs == [], "refused before any work"
+
+
+class DeepAnswers(FakeEngine):
+    """Answers every request with a JSON object nested 5,000 levels deep (valid JSON, and a valid object)."""
+
+    async def generate(self, prepared, params):
+        yield Delta('{"how": ' + "[" * 5000 + "]" * 5000 + "}", "stop", (1,), Usage(1, 1))
+
+
+def test_an_answer_nested_too_deep_is_invalid_model_output_naming_the_limit(make_client):
+    r = make_client(DeepAnswers()).post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "how"}], "response_format": {"type": "json_object"}},
+    )
+    assert r.status_code == 500 and r.json()["error"]["code"] == "invalid_model_output", r.text
+    assert "nests more than 32 levels deep (VLSERVE_MAX_JSON_DEPTH)" in r.json()["error"]["message"]

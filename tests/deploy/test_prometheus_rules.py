@@ -13,7 +13,7 @@ from tests.deploy.promql import ALERTS, ALERTS_TEST, ROOT, alert_rules, as_promq
 from vlserve import errors
 
 # 5xx codes the error-ratio alert leaves out on purpose: draining after SIGTERM, refusing connections when full.
-NOT_FAILURES = {"shutting_down", "too_many_connections"}
+NOT_FAILURES = {"shutting_down", "too_many_connections", "decode_budget_exhausted"}  # draining, overload
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

@@ -1,9 +1,12 @@
 """Clients that stall or send too much at the connection level, against a real server: stalled connections
 are closed after the header timeout, an oversized head is a 431, past the connection limit a request is a
-503 with Retry-After, and the server keeps serving throughout."""
+503 with Retry-After, a request answered before its body arrived has its connection closed, a body must
+arrive within VLSERVE_BODY_TIMEOUT_S, and the server keeps serving throughout."""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import socket
 import time
@@ -14,11 +17,17 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 HEADER_TIMEOUT_S = 1.0
+BODY_TIMEOUT_S = 2.0
+KEY = "vlsk_" + "connections-test-key-0123456789abcdef"
+MODEL = "vlserve-demo-random"
 
 
 @pytest.fixture(scope="module")
 def guarded(start_server):
-    return start_server(header_timeout_s=HEADER_TIMEOUT_S, max_connections=8, max_header_bytes=16 * 1024)
+    return start_server(
+        header_timeout_s=HEADER_TIMEOUT_S, max_connections=8, max_header_bytes=16 * 1024,
+        require_auth=1, admin_key=KEY, body_timeout_s=BODY_TIMEOUT_S,
+    )  # fmt: skip
 
 
 def connect(server) -> socket.socket:
@@ -84,3 +93,87 @@ def test_past_the_connection_limit_a_request_gets_503_until_connections_close(gu
     for sock in idle:
         sock.close()
     assert httpx.get(f"{guarded.url}/health/live", timeout=10).status_code == 200
+
+
+def post_head(path: str, length: int, *, key: str | None = None) -> bytes:
+    auth = f"Authorization: Bearer {key}\r\n".encode() if key else b""
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n".encode()
+        + auth
+        + b"\r\n"
+    )
+
+
+def trickle(sock: socket.socket, rounds: int = 40) -> tuple[bytes, bool]:
+    """Send one byte of body every 0.3 s while reading: what the server answered, and whether it then closed
+    the connection (end of stream, then a reset as the next bytes reach a closed socket) within ``rounds``."""
+    sock.settimeout(0.3)
+    received, ended = b"", False
+    for _ in range(rounds):
+        try:
+            if ended:
+                time.sleep(0.3)
+                sock.sendall(b" ")
+                continue
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            with contextlib.suppress(TimeoutError):
+                sock.sendall(b" ")
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            return received, True
+        ended = ended or not chunk
+        received += chunk
+    return received, False
+
+
+def test_a_request_refused_before_its_body_arrived_has_its_connection_closed(guarded):
+    with connect(guarded) as sock:  # no key, a body announced and trickled in: answered at once, then closed
+        sock.sendall(post_head("/v1/chat/completions", 1_000_000) + b"{")
+        answer, closed = trickle(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401") and b"connection: close" in head.lower(), head
+    assert json.loads(body)["error"]["code"] == "missing_api_key"
+    assert closed
+    assert httpx.get(f"{guarded.url}/health/live", timeout=10).status_code == 200
+
+
+def test_a_client_that_sends_its_whole_body_after_a_refusal_reads_the_answer(guarded):
+    body = b'{"prompt": "' + b"a" * 24_000_000 + b'"}'  # refused after its head; more than the socket buffers
+    with connect(guarded) as sock:  # written in full before reading, as simple clients do: no reset
+        sock.sendall(post_head("/v1/completions", len(body)) + body)
+        status, answer = read_response(sock)
+    assert status == 401 and answer["error"]["code"] == "missing_api_key"
+
+
+def test_a_body_that_trickles_in_past_the_body_timeout_is_a_408(guarded):
+    with connect(guarded) as sock:  # each byte well within VLSERVE_READ_TIMEOUT_S (60 s), the whole too slow
+        sock.sendall(post_head("/v1/completions", 1000, key=KEY) + b"{")
+        answer, closed = trickle(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), head
+    error = json.loads(body)["error"]
+    assert error["code"] == "request_timeout" and "VLSERVE_BODY_TIMEOUT_S" in error["message"]
+    assert closed
+
+
+def test_a_kept_alive_connection_serves_request_after_request(guarded):
+    conn = http.client.HTTPConnection("127.0.0.1", guarded.port, timeout=60)
+    auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    try:
+        conn.request("GET", "/v1/models", headers=auth)
+        first = conn.getresponse()
+        assert first.status == 200 and not first.will_close
+        first.read()
+        sock = conn.sock
+        conn.request("POST", "/v1/completions", json.dumps({"model": MODEL, "prompt": "hi", "max_tokens": 1}), auth)
+        second = conn.getresponse()
+        assert second.status == 200 and not second.will_close
+        second.read()
+        conn.request("GET", "/health/live")
+        third = conn.getresponse()
+        assert third.status == 200
+        third.read()
+        assert conn.sock is sock  # the same connection throughout
+    finally:
+        conn.close()

@@ -1,5 +1,6 @@
 """Document jobs on real servers: resume after SIGKILL (SQLite and PostgreSQL), two servers on one
-PostgreSQL, a signed webhook to a local receiver, and the retry ladder on a real model."""
+PostgreSQL, a signed webhook to a local receiver, the retry ladder on a real model, and a DELETE that stops
+the pages being read."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -163,3 +165,31 @@ def test_a_real_model_climbing_the_ladder_fails_a_page_with_the_reason(servers, 
     assert status["status"] == "failed" and page["attempts"] == 2
     assert [t["temperature"] for t in page["tries"]] == [0.0, 0.7]
     assert "cut off" in page["error"]
+
+
+def test_delete_stops_the_pages_being_read_and_a_chat_request_runs_right_after(server):
+    # The shared server reads four pages at a time; Markdown on random weights would run each to 2048 tokens.
+    mark = len(server.log())
+    job = submit(server, text_pdf(4))
+    deadline = time.monotonic() + 60
+    while not any(page_batch(line) for line in server.log()[mark:].splitlines()):
+        assert time.monotonic() < deadline, "the pages never reached the engine"
+        time.sleep(0.05)
+    r = httpx.delete(f"{server.url}/v1/documents/{job['id']}", timeout=10)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    chat_id = uuid.uuid4().hex  # the trace id on the chat request's log lines
+    chat = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}
+    answer = httpx.post(f"{server.url}/v1/chat/completions", json=chat, headers={"X-Request-Id": chat_id}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    lines = server.log()[mark:].splitlines()
+    stops = [i for i, line in enumerate(lines) if " -: generation stopped after" in line]
+    assert stops, "the pages in the engine were stopped, not read to the end:\n" + "\n".join(lines[-40:])
+    ran = next(i for i, line in enumerate(lines) if "running batch" in line and chat_id in line)
+    assert ran > max(stops), "the chat request ran as soon as the pages were stopped"
+    pages = httpx.get(f"{server.url}/v1/documents/{job['id']}/result", timeout=10).json()["pages"]
+    assert {p["status"] for p in pages} == {"cancelled"}
+
+
+def page_batch(line: str) -> bool:
+    """A batch line of the server log with a document page in it (a page's request id is "-": no HTTP request)."""
+    return "running batch of" in line and "-" in line.split("): ", 1)[-1].split()

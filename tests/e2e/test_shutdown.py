@@ -120,6 +120,8 @@ def test_a_request_in_flight_at_sigterm_completes_and_a_second_signal_ends_the_r
     response = answered["result"]
     assert response.status_code == 200, response.text
     assert response.json()["usage"]["completion_tokens"] == 60, "the request ran to its end"
+    with pytest.raises(httpx.ConnectError):  # draining: the server no longer listens, new connections are refused
+        httpx.get(f"{server.url}/v1/models", timeout=5)
     assert stream.is_alive(), "the long stream is still being drained"
     signalled = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)  # impatient: a second signal ends it now, not after 120 s

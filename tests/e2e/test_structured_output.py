@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import httpx
@@ -11,6 +13,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from tests.support.images import chart, chart_url, encode
+from tests.support.silent_listener import silent_listener
 
 pytestmark = pytest.mark.e2e
 
@@ -80,3 +83,30 @@ def test_a_valid_schema_the_grammar_cannot_express_is_a_400_naming_why(openai_cl
     )
     assert r.status_code == 400 and r.json()["error"]["param"] == "json_schema"
     assert "cannot be enforced while decoding" in r.json()["error"]["message"]
+
+
+def test_a_schema_referring_to_a_listener_that_never_answers_cannot_freeze_the_server(server):
+    with silent_listener() as listener, httpx.Client(base_url=server.url, timeout=60) as http:
+        # The grammar forces a short boolean answer, so it finishes and is validated; only validation would
+        # follow the reference in the allOf. The listener accepts connections and never answers.
+        ref = {"$ref": f"{listener.url}/json-secret"}
+        schema = {"type": "object", "properties": {"ok": {"type": "boolean", "allOf": [ref]}}, "required": ["ok"]}
+        fmt = {"type": "json_schema", "json_schema": {"name": "hostile", "schema": schema}}
+        with ThreadPoolExecutor(2) as pool:
+            hostile = [
+                pool.submit(http.post, "/v1/chat/completions",
+                            json={"model": MODEL, "messages": messages(), "response_format": fmt, "max_tokens": 16}),
+                pool.submit(http.post, "/v1/documents", files={"file": ("page.png", encode(chart(2)), "image/png")},
+                            data={"json_schema": json.dumps(schema)}),
+            ]  # fmt: skip
+            live = [http.get("/health/live", timeout=10).status_code]
+            for _ in range(50):  # the server keeps answering while the hostile requests are in flight
+                live.append(http.get("/health/live", timeout=10).status_code)
+                if all(f.done() for f in hostile):
+                    break
+                time.sleep(0.1)
+            answers = [f.result() for f in hostile]
+        assert set(live) == {200}
+        for r in answers:
+            assert r.status_code == 400 and r.json()["error"]["code"] == "unresolvable_ref", r.text
+        assert listener.connections == 0, "the server connected to the reference"

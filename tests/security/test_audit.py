@@ -6,17 +6,21 @@ import asyncio
 import base64
 import json
 import logging
+import time
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from tests.api.fakes import image_message
 from tests.security.keyed import CHAT, new_key, serving
 from tests.support.images import data_url, solid
 from vlserve.observability.accounting import image_hash
 from vlserve.security.audit import AuditEntry, AuditStore, purge_periodically
+from vlserve.security.audit_refusals import RefusalTally
 from vlserve.security.audit_writer import AuditWriter
 from vlserve.store.db import make_engine, make_sessions, migrate, utcnow
+from vlserve.store.models import ApiKey
 
 
 def records(api, **query) -> list:
@@ -118,6 +122,100 @@ def test_a_failed_write_is_logged_and_the_response_is_unharmed(api, monkeypatch,
         api.portal.call(api.app.state.vlserve.audit_writer.drained)
     assert response.status_code == 200 and response.json()["choices"]
     assert "audit: writing the record of POST /v1/chat/completions failed: disk full" in caplog.text
+
+
+def test_a_record_names_the_document_job_it_created_or_named(api):
+    key, headers = new_key(api, "docs", ["documents"])
+    files = [("file", ("page.png", solid(), "image/png"))]
+    created = api.post("/v1/documents", files=files, headers=headers).json()["id"]
+    api.get(f"/v1/documents/{created}", headers=headers)
+    api.get("/v1/documents", headers=headers)
+    got = [(r.method, r.endpoint, r.resource) for r in reversed(records(api, key_id=key)) if r.method != "PAGE"]
+    assert got == [
+        ("POST", "/v1/documents", created),
+        ("GET", "/v1/documents/{document_id}", created),
+        ("GET", "/v1/documents", None),
+    ]
+
+
+def test_each_document_page_is_a_record_with_its_tokens_charged_to_the_jobs_key(tmp_path):
+    with serving(tmp_path, document_max_tokens=50) as api:  # fits the fake model's context
+        check_pages_are_audited(api)
+
+
+def check_pages_are_audited(api) -> None:
+    key, headers = new_key(api, "docs", ["documents"])
+    files = [("file", (f"p{i}.png", solid(), "image/png")) for i in range(2)]
+    job = api.post("/v1/documents", files=files, headers=headers).json()["id"]
+    deadline = time.monotonic() + 30
+    while api.get(f"/v1/documents/{job}", headers=headers).json()["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, "the job never ended"
+        time.sleep(0.05)
+    pages = sorted(records(api, resource=job, key_id=key), key=lambda r: r.resource)
+    assert [(r.method, r.resource, r.status) for r in pages if r.method == "PAGE"] == [
+        ("PAGE", f"{job}/pages/1", 200), ("PAGE", f"{job}/pages/2", 200),
+    ]  # fmt: skip
+    for record in (r for r in pages if r.method == "PAGE"):
+        assert record.model == "fake-vl" and record.prompt_tokens > 0 and record.completion_tokens > 0
+        assert record.endpoint == "/v1/documents/{document_id}/pages/{page_number}"
+
+
+def test_a_revoked_or_expired_key_is_named_in_the_record_of_its_refusal(api):
+    revoked, revoked_headers = new_key(api, "revoked")
+    expired, expired_headers = new_key(api, "expired")
+    runtime = api.app.state.vlserve
+    runtime.keys.revoke(revoked)
+    with runtime.keys._sessions.begin() as session:
+        session.execute(update(ApiKey).where(ApiKey.id == expired).values(expires_at=utcnow() - timedelta(days=1)))
+    for headers in (revoked_headers, expired_headers):
+        assert api.get("/v1/models", headers=headers).status_code == 401
+    assert [(r.key_id, r.status) for r in reversed(records(api))] == [(revoked, 401), (expired, 401)]
+
+
+def test_a_flood_of_requests_without_a_key_leaves_two_records_and_every_one_is_counted(api):
+    _, metrics_key = new_key(api, "prometheus", ["metrics"])
+    for _ in range(150):
+        assert api.post("/v1/chat/completions", json=CHAT).status_code == 401
+    first = records(api)
+    assert [(r.status, r.count, r.endpoint) for r in first] == [(401, None, "/v1/chat/completions")]
+    api.portal.call(lambda: api.app.state.vlserve.refusals.flush(everything=True))  # as at the window's end
+    summary = records(api)[0]
+    assert (summary.status, summary.count, summary.client, summary.key_id) == (401, 149, "testclient", None)
+    exposition = api.get("/metrics", headers=metrics_key).text
+    assert 'vlserve_errors_total{code="missing_api_key"} 150.0' in exposition
+
+
+def test_refusals_are_tallied_per_client_and_window_and_the_clients_tallied_apart_are_bounded():
+    written: list[AuditEntry] = []
+    now = [0.0]
+
+    async def submit(entry: AuditEntry) -> None:
+        written.append(entry)
+
+    tally = RefusalTally(submit, window_s=60, max_clients=3, clock=lambda: now[0])
+
+    def refused(client: str, key: str | None = None) -> AuditEntry:
+        return AuditEntry(
+            at=utcnow(), key_id=key, method="GET", endpoint="/v1/models", status=401, latency_ms=1, trace_id="t",
+            client=client,
+        )  # fmt: skip
+
+    async def scenario() -> None:
+        for client in ("10.0.0.1", "10.0.0.1", "10.0.0.1", "10.0.0.2"):
+            await tally.record(refused(client))
+        await tally.record(refused("10.0.0.2", key="key_revoked"))  # a revoked key is tallied apart
+        for client in ("10.0.0.3", "10.0.0.4"):  # past max_clients: together, as "*"
+            await tally.record(refused(client))
+        now[0] = 61.0
+        await tally.flush()
+        await tally.record(refused("10.0.0.1"))  # a new window: recorded as itself again
+
+    asyncio.run(scenario())
+    got = [(e.client, e.key_id, e.count) for e in written]
+    assert got == [
+        ("10.0.0.1", None, None), ("10.0.0.2", None, None), ("10.0.0.2", "key_revoked", None), ("*", None, None),
+        ("10.0.0.1", None, 2), ("*", None, 1), ("10.0.0.1", None, None),
+    ]  # fmt: skip
 
 
 def entry(at, key="key_a") -> AuditEntry:

@@ -129,3 +129,15 @@ def test_with_auth_off_no_key_is_needed(tmp_path):
         assert api.post("/v1/chat/completions", json=CHAT).status_code == 200
         assert api.get("/v1/documents").status_code == 200
         assert api.get("/nowhere").status_code == 404
+
+
+def test_two_authorization_headers_are_a_400_whichever_comes_first(api):
+    _, admin = new_key(api, "admin", ["admin"])
+    _, chat = new_key(api, "chat only", ["chat"])
+    pairs = [admin["Authorization"], chat["Authorization"]]
+    for order in (pairs, pairs[::-1]):
+        headers = [("Authorization", value) for value in order]
+        for method, path in (("GET", "/metrics"), ("POST", "/v1/chat/completions")):
+            refused = api.request(method, path, headers=headers, json=CHAT)
+            assert_error(refused, 400, code="duplicate_authorization_header", says="2 Authorization headers")
+    assert api.get("/metrics", headers=admin).status_code == 200

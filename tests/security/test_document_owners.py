@@ -58,14 +58,16 @@ def test_a_key_lists_its_own_jobs_and_an_admin_key_lists_all(api):
     assert listed(api, alice, limit=1, after=a2) == [a1], "paging through own jobs"
 
 
-def test_a_cursor_that_is_not_one_of_the_callers_jobs_is_a_400_naming_after(api):
+def test_a_cursor_that_is_not_one_of_the_callers_jobs_is_a_404_naming_after(api):
     _, alice = new_key(api, "alice", ["documents"])
     _, bob = new_key(api, "bob", ["documents"])
     job = submit(api, alice)
-    for headers, cursor in [(alice, "garbage"), (alice, "doc_" + "0" * 24), (bob, job)]:
+    for headers, cursor in [(alice, "doc_" + "0" * 24), (bob, job)]:  # another key's job is not found, as on GET
         response = api.get("/v1/documents", params={"after": cursor}, headers=headers)
-        error = assert_error(response, 400, code="invalid_cursor", says="'after'")
+        error = assert_error(response, 404, code="invalid_cursor", says="'after'")
         assert error["param"] == "after"
+    malformed = assert_error(api.get("/v1/documents", params={"after": "garbage"}, headers=alice), 400, says="doc_")
+    assert malformed["param"] == "after"
 
 
 def test_with_auth_off_jobs_have_no_owner_and_everyone_sees_them(tmp_path):
@@ -73,7 +75,7 @@ def test_with_auth_off_jobs_have_no_owner_and_everyone_sees_them(tmp_path):
         first, second = submit(api), submit(api)
         assert listed(api) == [second, first]
         assert api.app.state.vlserve.documents.store.get(first).owner is None
-        assert_error(api.get("/v1/documents", params={"after": "nope"}), 400, code="invalid_cursor")
+        assert_error(api.get("/v1/documents", params={"after": "doc_" + "f" * 24}), 404, code="invalid_cursor")
 
 
 @pytest.fixture

@@ -4,19 +4,26 @@ x-ratelimit-* headers), and QuotaMiddleware driven directly (a stream holds its 
 from __future__ import annotations
 
 import asyncio
+import re
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import redis.asyncio as redis
 from fastapi.testclient import TestClient
+from transformers import AutoTokenizer
 
 from tests.api.fakes import FakeEngine
 from tests.e2e.server import free_port
 from tests.support.images import solid
+from tests.support.redis_store import REDIS_URL, redis_prefix
 from vlserve.app import build_app
-from vlserve.engine.base import Usage
+from vlserve.engine.base import ChatTurn, EngineRequest, ToolCall, Usage
+from vlserve.engine.remote.engine import RemotePrompt
 from vlserve.observability.accounting import RequestRecord, current_record, note_usage
 from vlserve.security.principal import Principal
 from vlserve.security.quotas import QuotaMiddleware
@@ -31,9 +38,11 @@ CHAT = {"model": "fake-vl", "messages": [{"role": "user", "content": "how many b
 def make_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., TestClient]]:
     clients: list[TestClient] = []
 
-    def make(**settings: object) -> TestClient:
+    def make(engine: FakeEngine | None = None, **settings: object) -> TestClient:
         settings = {"data_dir": tmp_path_factory.mktemp("data"), "require_auth": True, **settings}
-        client = TestClient(build_app(Settings(**settings), engine=FakeEngine()), raise_server_exceptions=False)
+        client = TestClient(
+            build_app(Settings(**settings), engine=engine or FakeEngine()), raise_server_exceptions=False
+        )
         client.__enter__()
         clients.append(client)
         return client
@@ -150,6 +159,123 @@ def test_document_pages_spend_the_owners_tokens_and_fail_once_they_are_spent(mak
     r = client.post("/v1/chat/completions", json=CHAT, headers=key)  # the pages were charged to the key
     assert r.status_code == 429 and "tokens for today" in r.json()["error"]["message"]
     assert client.get(f"/v1/documents/{job}/result", headers=key).status_code == 200  # results stay readable
+
+
+# --- tokens per day under concurrency: each generation reserves its worst case first ---------------------------
+
+
+class GatedEngine(FakeEngine):
+    """Holds every generation until the gate opens (at most ``hold_s``), so that requests really overlap."""
+
+    def __init__(self, hold_s: float = 30.0) -> None:
+        super().__init__()
+        self.entered = 0
+        self.prompt_tokens = 0  # the longest prompt generated
+        self.gate = threading.Event()
+        self.hold_s = hold_s
+
+    async def generate(self, prepared, params):
+        self.entered += 1
+        self.prompt_tokens = max(self.prompt_tokens, prepared.num_tokens)
+        deadline = time.monotonic() + self.hold_s
+        while not self.gate.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        async for delta in super().generate(prepared, params):
+            yield delta
+
+
+@pytest.fixture(params=["local", "redis"])
+def limiter_settings(request: pytest.FixtureRequest) -> Iterator[dict[str, object]]:
+    if request.param == "local":
+        yield {}
+    else:
+        prefix = redis_prefix()
+        yield {"redis_url": REDIS_URL, "redis_prefix": next(prefix)}
+        next(prefix, None)
+
+
+def test_concurrent_chats_cannot_multiply_the_tokens_per_day(make_app, limiter_settings) -> None:
+    """10 chats at once on a 100-token key, each able to use 20 prompt + 60 completion tokens: the first two
+    reserve 80 each (the second while 80 < 100 are reserved), the other eight are refused before any work."""
+    engine = GatedEngine()
+    client = make_app(engine, **limiter_settings)
+    key = new_key(client, "small budget", tokens_per_day=100)
+    words = " ".join(f"w{n}" for n in range(19))
+
+    def ask(n: int):
+        body = {"messages": [{"role": "user", "content": f"q{n} {words}"}], "max_tokens": 60}
+        return client.post("/v1/chat/completions", json=body, headers=key)
+
+    with ThreadPoolExecutor(10) as pool:
+        futures = [pool.submit(ask, n) for n in range(10)]
+        deadline = time.monotonic() + 30
+        while engine.entered + sum(f.done() for f in futures) < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)  # until every request runs in the engine or has been answered
+        engine.gate.set()
+        responses = [f.result() for f in futures]
+
+    served = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code != 200]
+    spent = sum(r.json()["usage"]["total_tokens"] for r in served)
+    assert len(served) == 2 and engine.entered == 2, [r.status_code for r in responses]
+    assert spent <= 100 + 80  # the budget, and at most one reservation over it
+    for r in refused:
+        assert r.status_code == 429, r.text
+        error = r.json()["error"]
+        assert (error["code"], error["type"]) == ("rate_limit_exceeded", "rate_limit_error")
+        assert "100 tokens for today" in error["message"] and "reserved by its requests in progress" in error["message"]
+        assert r.headers["Retry-After"] == "1" and r.headers["x-ratelimit-remaining-tokens"] == "0"
+
+    r = client.get("/v1/models", headers=key)  # settled: the real tokens counted, nothing left reserved
+    assert r.headers["x-ratelimit-remaining-tokens"] == str(100 - spent)
+
+
+def test_document_pages_read_at_once_cannot_multiply_the_owners_tokens(make_app) -> None:
+    """Four pages in flight at once on a 60-token key: the first reserves its worst case (over the budget), the
+    others wait for it (put back) and then fail, the budget spent; overspent by at most that one reservation."""
+    engine = GatedEngine(hold_s=1.0)  # long enough for the other pages to be claimed meanwhile
+    client = make_app(engine, document_concurrency=4, document_poll_s=0.05, document_max_tokens=64)
+    key = new_key(client, "documents", tokens_per_day=60)
+    files = [("file", (f"{n}.png", solid((120, 90)), "image/png")) for n in range(6)]
+    r = client.post("/v1/documents", files=files, headers=key)
+    assert r.status_code == 202, r.text
+    job = r.json()["id"]
+    deadline = time.monotonic() + 60
+    while (status := client.get(f"/v1/documents/{job}", headers=key).json())["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+    assert status["pages"]["succeeded"] == 1 and status["pages"]["failed"] == 5, status
+    assert all("60 tokens for today" in e["error"] for e in status["errors"]), status["errors"]
+
+    r = client.post("/v1/chat/completions", json=CHAT, headers=key)
+    assert r.status_code == 429
+    spent = int(re.search(r"\((\d+) used\)", r.json()["error"]["message"]).group(1))
+    assert 60 <= spent <= 60 + engine.prompt_tokens + 64  # the budget, and at most one page's reservation over it
+
+
+def test_a_remote_engines_prompt_is_reserved_by_an_upper_bound(demo_model: Path) -> None:
+    """A remote engine does not tokenise: its reservation must still cover the prompt the upstream builds with
+    the model's chat template (multi-byte text, tools and tool calls included), or the budget could be overspent."""
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    turns = (
+        ChatTurn("system", ({"type": "text", "text": "Réponds en français 🌍"},)),
+        ChatTurn.user("天気はどうですか、パリで？"),
+        ChatTurn("assistant", (), (ToolCall("call_1", "get_weather", '{"city": "パリ"}'),)),
+        ChatTurn("tool", ({"type": "text", "text": "晴れ、22°C"},), tool_call_id="call_1"),
+    )
+    messages = [
+        {"role": "system", "content": "Réponds en français 🌍"},
+        {"role": "user", "content": "天気はどうですか、パリで？"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "パリ"}}}
+        ]},
+        {"role": "tool", "content": "晴れ、22°C", "tool_call_id": "call_1"},
+    ]  # fmt: skip
+    tokenizer = AutoTokenizer.from_pretrained(demo_model)
+    text = tokenizer.apply_chat_template(messages, tools=[tool], add_generation_prompt=True, tokenize=False)
+    real = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    bound = RemotePrompt(EngineRequest(turns, tools=(tool,))).num_tokens
+    assert real <= bound <= 4 * real  # an upper bound, within reason
 
 
 # --- QuotaMiddleware driven directly: a response that takes its time ------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from tests.support.redis_store import REDIS_URL, redis_prefix
 from vlserve.errors import QuotaExceededError, RateLimitError
 from vlserve.security.principal import Principal
-from vlserve.security.ratelimit import Limiter, LocalLimiter, format_reset
+from vlserve.security.ratelimit import Limiter, LocalLimiter, TokensInFlightError, format_reset
 from vlserve.security.ratelimit_redis import RedisLimiter
 
 NOON = datetime(2026, 3, 1, 12, 0, tzinfo=UTC).timestamp()
@@ -183,6 +183,39 @@ def test_work_outside_requests_is_charged(make_limiter: MakeLimiter) -> None:
         with pytest.raises(QuotaExceededError):
             await limiter.check_tokens(budget)
         await refused(limiter, budget)
+
+    run(make_limiter, scenario)
+
+
+def test_reserved_tokens_count_as_used_until_settled_with_the_real_count(make_limiter: MakeLimiter) -> None:
+    """Generations running at once cannot each spend the budget: each reserves its worst case first."""
+
+    async def scenario(limiter: Limiter, clock: Clock) -> None:
+        budget = key(tokens=100)
+        first = await limiter.reserve(budget, 60)
+        second = await limiter.reserve(budget, 60)  # 60 of 100 reserved: one more may start
+        with pytest.raises(TokensInFlightError) as caught:
+            await limiter.reserve(budget, 60)  # 120 reserved: none may
+        error = caught.value
+        assert isinstance(error, QuotaExceededError) and error.code == "rate_limit_exceeded"
+        assert "key_a" in error.message and "100 tokens for today" in error.message
+        assert "0 used and 120 reserved" in error.message and "00:00 UTC, in 12h0m0s" in error.message
+        assert error.headers["Retry-After"] == "1"  # reservations end with their requests, not at midnight
+        assert error.headers["x-ratelimit-remaining-tokens"] == "0"
+        with pytest.raises(TokensInFlightError):
+            await limiter.acquire(budget)  # a new request is refused as it arrives
+        with pytest.raises(TokensInFlightError):
+            await limiter.check_tokens(budget)
+        assert (await limiter.acquire(budget, spends_tokens=False)).headers["x-ratelimit-remaining-tokens"] == "0"
+
+        await limiter.settle(first, 25)  # it used 25 of its 60: the rest is given back
+        lease = await limiter.acquire(budget)
+        assert lease.headers["x-ratelimit-remaining-tokens"] == "15"  # 100 - 25 used - 60 reserved
+        await limiter.settle(second, 80)  # more than reserved (the real count wins): 105 used, over the budget
+        error = await refused(limiter, budget)
+        assert not isinstance(error, TokensInFlightError) and "105 used" in error.message
+        with pytest.raises(QuotaExceededError, match="100 tokens for today"):
+            await limiter.reserve(budget, 1)
 
     run(make_limiter, scenario)
 

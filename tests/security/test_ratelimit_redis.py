@@ -15,6 +15,7 @@ from tests.security.test_ratelimit import Clock, key
 from tests.support.redis_store import REDIS_URL, redis_prefix
 from vlserve.cli import app
 from vlserve.errors import QuotaExceededError, ServiceUnavailableError
+from vlserve.security.ratelimit import TokensInFlightError
 from vlserve.security.ratelimit_redis import RedisLimiter, check_reachable
 
 
@@ -112,6 +113,64 @@ def test_a_long_request_keeps_its_slot(prefix: str) -> None:
                 await other.acquire(one)
             await holder.release(lease, 0)
             await other.acquire(one)
+        finally:
+            await holder.close()
+            await other.close()
+
+    asyncio.run(main())
+
+
+def test_concurrent_reservations_never_overspend_the_tokens(prefix: str) -> None:
+    """Generations starting at once through two servers: while the 100 tokens of a day are not reserved or
+    used, one more 60-token reservation may be made, and only one: two in all, so at most 20 over the budget."""
+
+    async def main() -> None:
+        limiters = [await RedisLimiter.connect(REDIS_URL, prefix=prefix) for _ in range(2)]
+        try:
+            budget = key("key_spend", tokens=100)
+            tries = [limiters[i % 2].reserve(budget, 60) for i in range(20)]
+            results = await asyncio.gather(*tries, return_exceptions=True)
+            reserved = [r for r in results if not isinstance(r, BaseException)]
+            assert len(reserved) == 2
+            assert all(isinstance(r, TokensInFlightError) for r in results if isinstance(r, BaseException))
+            for reservation in reserved:
+                await limiters[0].settle(reservation, 60)  # any server may settle
+            with pytest.raises(QuotaExceededError, match="120 used"):
+                await limiters[1].reserve(budget, 60)
+        finally:
+            for limiter in limiters:
+                await limiter.close()
+
+    asyncio.run(main())
+
+
+def test_a_dead_servers_reservations_expire_and_a_live_ones_are_renewed(prefix: str) -> None:
+    async def main() -> None:
+        clock = Clock()
+        dying = await RedisLimiter.connect(REDIS_URL, prefix=prefix, clock=clock, slot_ttl_s=30)
+        alive = await RedisLimiter.connect(REDIS_URL, prefix=prefix, clock=clock, slot_ttl_s=30)
+        try:
+            budget = key("key_dead", tokens=100)
+            await dying.reserve(budget, 100)
+            await dying.close()  # killed mid-generation: never settled, no longer renewed
+            with pytest.raises(TokensInFlightError, match="100 reserved"):
+                await alive.reserve(budget, 10)
+            clock.at(31)  # past the reservation's expiry: dropped on the next check
+            await alive.check_tokens(budget)
+            await alive.reserve(budget, 10)
+        finally:
+            await alive.close()
+
+        holder = await RedisLimiter.connect(REDIS_URL, prefix=prefix, slot_ttl_s=0.3)
+        other = await RedisLimiter.connect(REDIS_URL, prefix=prefix, slot_ttl_s=0.3)
+        try:
+            budget = key("key_renewed", tokens=100)
+            reservation = await holder.reserve(budget, 100)
+            await asyncio.sleep(1.0)  # over three times the expiry: the holder pushed it forward
+            with pytest.raises(TokensInFlightError):
+                await other.reserve(budget, 10)
+            await holder.settle(reservation, 30)
+            await other.reserve(budget, 10)
         finally:
             await holder.close()
             await other.close()

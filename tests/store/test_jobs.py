@@ -140,6 +140,17 @@ def test_cancel_drops_queued_pages_and_refuses_the_running_ones_result(store):
         store.file_content("doc_a", 0)
 
 
+def test_one_query_names_the_pages_a_worker_holds_that_are_still_wanted(store):
+    new_job(store, 2, job_id="doc_a")
+    new_job(store, 1, job_id="doc_b")
+    pages = [store.claim("w", lease_s=60).page_id for _ in range(3)]
+    assert store.wanted("w", pages) == set(pages)
+    assert store.wanted("someone else", pages) == set()
+    assert store.cancel("doc_a")  # by any server: the worker holding its pages finds out with this query
+    assert store.wanted("w", pages) == {pages[2]}
+    assert store.wanted("w", []) == set()
+
+
 def test_a_job_whose_pages_all_failed_is_failed(store):
     new_job(store, 1)
     page = store.claim("w", lease_s=60)

@@ -4,7 +4,8 @@
   client is still sending is read and dropped, bounded, so that it can read the answer; see
   :func:`discard_rest`).
 - A body without one (chunked) is counted as it arrives and answered 413 as soon as it passes the limit.
-- A body that stalls longer than ``read_timeout_s`` between chunks is answered 408 ``request_timeout``.
+- A body that stalls longer than ``read_timeout_s`` between chunks, or has not arrived in full
+  ``body_timeout_s`` after the app began reading it, is answered 408 ``request_timeout``.
 - A multipart body is refused once it has more parts than ``max_form_fields`` (boundaries are counted
   as they stream, across chunk edges).
 
@@ -93,9 +94,15 @@ def too_many_fields(limit: int) -> PayloadTooLargeError:
 
 
 def request_timeout(seconds: float) -> ClientError:
-    error = ClientError(
-        f"the request body stalled for more than {seconds:g} s (VLSERVE_READ_TIMEOUT_S)", code="request_timeout"
-    )
+    return _timeout(f"the request body stalled for more than {seconds:g} s (VLSERVE_READ_TIMEOUT_S)")
+
+
+def body_too_slow(seconds: float) -> ClientError:
+    return _timeout(f"the request body did not arrive in full within {seconds:g} s (VLSERVE_BODY_TIMEOUT_S)")
+
+
+def _timeout(message: str) -> ClientError:
+    error = ClientError(message, code="request_timeout")
     error.status_code = 408
     return error
 
@@ -144,11 +151,13 @@ class _Body:
     """One request's receive and send, counting and timing the body, answering for the app when it must."""
 
     def __init__(
-        self, receive: Receive, send: Send, *, limit: int, setting: str, timeout: float, parts: PartCounter | None,
-        max_fields: int,
+        self, receive: Receive, send: Send, *, limit: int, setting: str, timeout: float, body_timeout: float,
+        parts: PartCounter | None, max_fields: int,
     ) -> None:  # fmt: skip
         self._receive, self._send = receive, send
-        self._limit, self._setting, self._timeout = limit, setting, timeout
+        self._limit, self._setting = limit, setting
+        self._timeout, self._body_timeout = timeout, body_timeout
+        self._deadline: float | None = None  # event-loop time the whole body must have arrived by
         self._parts, self._max_fields = parts, max_fields
         self.received = 0
         self.complete = False  # the whole body has arrived (or the client left)
@@ -160,11 +169,16 @@ class _Body:
             return {"type": "http.disconnect"}
         if self.complete:
             return await self._receive()
+        now = asyncio.get_running_loop().time()
+        if self._deadline is None:
+            self._deadline = now + self._body_timeout
+        wait = min(self._timeout, self._deadline - now)
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(wait):
                 message = await self._receive()
         except TimeoutError:
-            return await self._refuse(request_timeout(self._timeout), drain=False)
+            error = request_timeout(self._timeout) if wait == self._timeout else body_too_slow(self._body_timeout)
+            return await self._refuse(error, drain=False)
         if message["type"] != "http.request":
             self.complete = True
             return message
@@ -203,6 +217,7 @@ class BodyLimitMiddleware:
         self.app = app
         self._routes = RouteLimits(settings)
         self._timeout = settings.read_timeout_s
+        self._body_timeout = settings.body_timeout_s
         self._max_fields = settings.max_form_fields
         self.memory = MemoryReleaser()
 
@@ -219,7 +234,7 @@ class BodyLimitMiddleware:
             return
         boundary = multipart_boundary(_header(scope, b"content-type"))
         body = _Body(
-            receive, send, limit=limit, setting=setting, timeout=self._timeout,
+            receive, send, limit=limit, setting=setting, timeout=self._timeout, body_timeout=self._body_timeout,
             parts=PartCounter(boundary) if boundary else None, max_fields=self._max_fields,
         )  # fmt: skip
         try:

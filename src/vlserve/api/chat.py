@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -31,8 +33,9 @@ async def create_chat_completion(
     model = service.check_model(body.model)
     refuse_unserved(body)
     check_chat(body, limits)
-    params = sampling_params(body)
-    tools = tool_fields(body)
+    # The answer format's and the tools' schemas are checked in a thread: CPU work as long as they are.
+    params = await asyncio.to_thread(sampling_params, body, max_depth=limits.max_json_depth)
+    tools = await asyncio.to_thread(tool_fields, body, max_depth=limits.max_json_depth)
     turns, refs = parse_messages(body.messages, max_images=service.max_images)
     ask = Ask(
         "chat", EngineRequest(tuple(turns), **tools), params, body.stream, refs, caller=caller_id(raw),

@@ -7,23 +7,42 @@ not implement is refused by name rather than ignored: several prompts or token-i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
 
 from vlserve.api.protocol import SamplingOptions
 from vlserve.errors import ClientError
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's and vLLM's default for text completions
 
+# What refuse_unsupported and _one_prompt refuse is declared in the schema too.
+_ONE_PROMPT = {
+    "anyOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 1},
+    ]
+}
+_NOT_ECHO_WITH_LOGPROBS = {
+    "not": {"required": ["echo", "logprobs"], "properties": {"echo": {"const": True}, "logprobs": {"type": "integer"}}}
+}
+
 
 class CompletionRequest(SamplingOptions):
-    prompt: str
+    model_config = ConfigDict(json_schema_extra=_NOT_ECHO_WITH_LOGPROBS)
+
+    prompt: Annotated[str, WithJsonSchema(_ONE_PROMPT)] = Field(description="One prompt: a string, or a list of one.")
     max_tokens: int | None = Field(default=DEFAULT_MAX_TOKENS, ge=1)
     echo: bool = False
     logprobs: int | None = Field(default=None, ge=0, le=5, description="The top alternatives per token, 0 to 5.")
-    suffix: str | None = None
-    best_of: int | None = None
+    suffix: str | None = Field(
+        default=None, description="Not supported: empty or null.", json_schema_extra={"maxLength": 0}
+    )
+    best_of: int | None = Field(
+        default=None,
+        description="Only 1: send separate requests.",
+        json_schema_extra={"anyOf": [{"const": 1}, {"type": "null"}]},
+    )
 
     @field_validator("prompt", mode="before")
     @classmethod

@@ -1,17 +1,19 @@
-"""Splitting OpenAI message content into text parts and image references, with clear errors."""
+"""Splitting OpenAI message content into text parts and image references, with clear errors.
+
+The messages are already checked (api/message_protocol.py); their content parts are read here, as
+api/content_schema.py declares them: text in every message, images in user and tool messages only.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
-from vlserve.api.protocol import ChatMessage
+from vlserve.api.content_schema import IMAGE_PARTS, MEDIA_ROLES, TEXT_PARTS
+from vlserve.api.message_protocol import ChatMessage
 from vlserve.engine.base import ChatTurn, ToolCall
 from vlserve.errors import ClientError
 from vlserve.media import MediaRef
-
-KNOWN_PARTS = ("text", "image_url", "image")
 
 
 def _image_url(part: dict[str, Any], param: str) -> MediaRef:
@@ -27,29 +29,9 @@ def _image_url(part: dict[str, Any], param: str) -> MediaRef:
     return MediaRef(url.strip(), param)
 
 
-def _tool_calls(message: ChatMessage, i: int) -> tuple[ToolCall, ...]:
-    """The calls an assistant message made, each with arguments that are a JSON object."""
-    if message.tool_calls and message.role != "assistant":
-        raise ClientError("only assistant messages carry tool_calls", param=f"messages[{i}].tool_calls")
-    calls = []
-    for j, call in enumerate(message.tool_calls or ()):
-        try:
-            arguments = json.loads(call.function.arguments or "{}")
-        except json.JSONDecodeError:
-            arguments = None
-        if not isinstance(arguments, dict):
-            raise ClientError(
-                "a tool call's arguments must be a JSON object encoded as a string",
-                param=f"messages[{i}].tool_calls[{j}].function.arguments",
-            )
-        calls.append(ToolCall(call.id, call.function.name, call.function.arguments or "{}"))
-    return tuple(calls)
-
-
-def _tool_call_id(message: ChatMessage, i: int) -> str | None:
-    if message.role == "tool" and not message.tool_call_id:
-        raise ClientError("a tool message needs the tool_call_id it answers", param=f"messages[{i}].tool_call_id")
-    return message.tool_call_id if message.role == "tool" else None
+def _tool_calls(message: ChatMessage) -> tuple[ToolCall, ...]:
+    """The calls an assistant message made (only assistant messages carry any: see api/message_protocol.py)."""
+    return tuple(ToolCall(c.id, c.function.name, c.function.arguments or "{}") for c in message.tool_calls or ())
 
 
 def parse_messages(messages: Sequence[ChatMessage], *, max_images: int) -> tuple[list[ChatTurn], list[MediaRef]]:
@@ -58,11 +40,10 @@ def parse_messages(messages: Sequence[ChatMessage], *, max_images: int) -> tuple
     for i, message in enumerate(messages):
         content = message.content
         role = "system" if message.role == "developer" else message.role
-        calls, call_id = _tool_calls(message, i), _tool_call_id(message, i)
-        if content is None and calls:
+        calls = _tool_calls(message)
+        call_id = message.tool_call_id if message.role == "tool" else None
+        if content is None:  # an assistant message with tool calls only
             content = ""
-        if content is None:
-            raise ClientError(f"message {i} has no content", param=f"messages[{i}].content")
         if isinstance(content, str):
             parts = ({"type": "text", "text": content},) if content or not calls else ()
             turns.append(ChatTurn(role, parts, calls, call_id))
@@ -71,6 +52,12 @@ def parse_messages(messages: Sequence[ChatMessage], *, max_images: int) -> tuple
         for j, part in enumerate(content):
             param = f"messages[{i}].content[{j}]"
             kind = part.get("type")
+            if kind in IMAGE_PARTS and message.role not in MEDIA_ROLES:
+                raise ClientError(
+                    f"a {message.role} message takes text only; images go in user (or tool) messages",
+                    param=f"{param}.type",
+                    code="unsupported_content_type",
+                )
             if kind == "text":
                 text = part.get("text")
                 if not isinstance(text, str):
@@ -81,7 +68,7 @@ def parse_messages(messages: Sequence[ChatMessage], *, max_images: int) -> tuple
                 parts.append({"type": "image"})
             else:
                 raise ClientError(
-                    f"unknown content part type {kind!r}; supported types are {', '.join(KNOWN_PARTS)}",
+                    f"unknown content part type {kind!r}; supported types are {', '.join(TEXT_PARTS + IMAGE_PARTS)}",
                     param=f"{param}.type",
                     code="unsupported_content_type",
                 )

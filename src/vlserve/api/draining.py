@@ -1,4 +1,8 @@
-"""The outermost layer of a served app: once the server drains, new requests get 503 ``shutting_down``.
+"""The outermost layer of a served app: once the server drains, requests get 503 ``shutting_down``.
+
+The server stops listening when it begins to drain (new connections are refused, see ``server.py``), so
+what reaches this gate then are requests on connections opened before: they are refused, with
+``Connection: close``.
 
 Requests already in flight go on (each sees the drain through ``current_drain``, so its stream or answer
 can be ended at the deadline), and are counted, so the server can say how many it drained. ``/health/live``

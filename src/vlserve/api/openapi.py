@@ -2,19 +2,21 @@
 
 FastAPI declares 200 and 422 for every route, but vlserve never sends 422 (a bad request is a 400 in the
 OpenAI error envelope) and does send 400/401/403/404/408/409/413/415/429/503 … . The generated schema is
-kept (routes, parameters and bodies stay FastAPI's) and its responses are rewritten from rules about each
-operation: its parameters and body, the routes that generate text, and the settings (auth, engine).
+kept (routes, parameters and bodies stay FastAPI's, with the settings' bounds: api/openapi_requests.py) and
+its responses are rewritten from rules about each operation: its parameters and body, the routes that
+generate text, and the settings (auth, engine).
 A method a path does not answer is a 405 with ``Allow`` on any path; it is no operation's response.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
 
+from vlserve.api.openapi_requests import declare_requests
 from vlserve.settings import Settings
 
 ENVELOPE = "ErrorResponse"
@@ -55,6 +57,23 @@ _HEADERS = {
     504: _RETRY_AFTER,
 }
 
+# Upload fields: at least one file, of these types (a request without one, or with another type, is refused).
+AT_LEAST_ONE = {"minItems": 1}
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff")
+
+
+# Document form fields, as documents/intake.py checks them (pages also within the document, which no schema knows).
+_PAGE = r"\s*([1-9][0-9]*\s*(-\s*([1-9][0-9]*)?)?|-\s*[1-9][0-9]*)\s*"
+PAGE_RANGE = {"pattern": rf"^(\s*|{_PAGE}(,{_PAGE})*)$"}
+WEBHOOK_URL = {"format": "uri", "pattern": r"^https?://[^/?#@\s]+([/?#]|$)"}
+
+
+def multipart_files(field: str, types: Sequence[str]) -> dict[str, Any]:
+    """A route's ``openapi_extra`` declaring the media types each file of the multipart ``field`` may have."""
+    encoding = {field: {"contentType": ", ".join(types)}}
+    return {"requestBody": {"content": {"multipart/form-data": {"encoding": encoding}}}}
+
+
 # Routes that run the model: the engine's queue (429), readiness (503), the model name (404).
 GENERATION = {"/v1/chat/completions", "/v1/completions", "/v1/chat/vision"}
 # Routes that fetch image URLs a client names (403 for a refused address).
@@ -79,6 +98,49 @@ _EVENT_STREAM = {  # OpenAPI 3.1: the schema of each server-sent event
 }
 
 
+# What a request body's schema cannot say (it depends on the text's tokens, on sums over the request, on the
+# model or on the file sent), and the server still refuses with a 400 naming it: said in words in the 400's
+# description, and as the list of error codes such a refusal has in the 400's ``x-data-dependent-codes``.
+DATA_DEPENDENT = "x-data-dependent-codes"
+_CONTEXT = (
+    "the prompt does not fit the model's context or leaves less room than max_tokens (code context_length_exceeded)"
+)
+_VOCABULARY = "a logit_bias token id is outside the model's vocabulary (token_out_of_vocabulary)"
+_GRAMMAR = "a JSON Schema uses what cannot be enforced while decoding (unenforceable_schema)"
+_BEYOND_THE_SCHEMA: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
+    ("post", "/v1/chat/completions"): (
+        f"A request the schema allows is still refused when {_CONTEXT}, when its text in all is over "
+        "VLSERVE_MAX_PROMPT_CHARS (context_length_exceeded) or its images in all over "
+        "VLSERVE_MAX_IMAGES_PER_REQUEST (too_many_images), when two tools share a name (duplicate_tool_name) or "
+        f"tool_choice names none of them (unknown_tool), when {_VOCABULARY}, when {_GRAMMAR}, or when JSON nests "
+        "deeper than VLSERVE_MAX_JSON_DEPTH (json_too_deep).",
+        (
+            "context_length_exceeded",
+            "too_many_images",
+            "duplicate_tool_name",
+            "unknown_tool",
+            "token_out_of_vocabulary",
+            "unenforceable_schema",
+            "json_too_deep",
+        ),
+    ),  # fmt: skip
+    ("post", "/v1/completions"): (
+        f"A request the schema allows is still refused when {_CONTEXT}, or when {_VOCABULARY}.",
+        ("context_length_exceeded", "token_out_of_vocabulary"),
+    ),
+    ("post", "/v1/chat/vision"): (
+        f"A request the schema allows is still refused when {_CONTEXT.replace('prompt', 'prompt and images')}.",
+        ("context_length_exceeded",),
+    ),
+    ("post", "/v1/documents"): (
+        "A request the schema allows is still refused when 'pages' names pages the document does not have "
+        f"(page_out_of_range), when a PDF comes with other files (mixed_upload), when {_GRAMMAR}, or when the "
+        "json_schema nests deeper than VLSERVE_MAX_JSON_DEPTH (json_too_deep).",
+        ("page_out_of_range", "mixed_upload", "unenforceable_schema", "json_too_deep"),
+    ),
+}
+
+
 def _statuses(method: str, path: str, operation: dict[str, Any], settings: Settings) -> dict[int, list[str]]:
     """Each error status the operation can answer, with the reasons (joined into its description)."""
     out: dict[int, list[str]] = {}
@@ -90,10 +152,12 @@ def _statuses(method: str, path: str, operation: dict[str, Any], settings: Setti
     body = "requestBody" in operation
     if params or body:
         add(400, "The request is invalid; the message says what, and `param` names the input.")
+        if (method, path) in _BEYOND_THE_SCHEMA:
+            add(400, _BEYOND_THE_SCHEMA[method, path][0])
     if "path" in params:
         add(404, "No such resource.")
     if body:
-        add(408, "The request body stalled longer than VLSERVE_READ_TIMEOUT_S.")
+        add(408, "The request body stalled past VLSERVE_READ_TIMEOUT_S or came slower than VLSERVE_BODY_TIMEOUT_S.")
         add(413, "The request body (or an upload in it) is over its size limit; the message names the setting.")
     if settings.auth_required():
         add(401, "No API key, or an unknown, revoked or expired one.")
@@ -116,6 +180,8 @@ def _statuses(method: str, path: str, operation: dict[str, Any], settings: Setti
         add(403, "The webhook URL's host is not a public address (code url_refused).")
         add(415, "An upload is neither a PDF nor a readable image.")
         add(503, "Document jobs are not available yet, or the webhook host could not be resolved in time.")
+    if path == "/v1/documents" and method == "get":
+        add(404, "'after' is not the id of a job the caller can list (code invalid_cursor).")
     if path.startswith("/v1/documents/") and method == "delete":
         add(409, "The job has already ended (code already_ended).")
     return out
@@ -138,6 +204,7 @@ def declare_errors(schema: dict[str, Any], settings: Settings) -> dict[str, Any]
     schemas[ENVELOPE] = _ENVELOPE_SCHEMA
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
+    declare_requests(schema, settings)
     if settings.auth_required():
         components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer", "description": "API key"}}
         schema["security"] = [{"bearer": []}]
@@ -158,6 +225,8 @@ def declare_errors(schema: dict[str, Any], settings: Settings) -> dict[str, Any]
                 }
                 if status in _HEADERS:
                     response["headers"] = _HEADERS[status]
+                if status == 400 and (method, path) in _BEYOND_THE_SCHEMA:
+                    response[DATA_DEPENDENT] = list(_BEYOND_THE_SCHEMA[method, path][1])
                 operation["responses"][str(status)] = response
     return schema
 

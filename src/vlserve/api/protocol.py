@@ -6,35 +6,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-FUNCTION_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+from vlserve.api.chat_rules import CHAT_RULES, NAMED_TOOL_CHOICE
+from vlserve.api.content_schema import JSON_OBJECT_TEXT
+from vlserve.api.message_protocol import FUNCTION_NAME, ChatMessage
 
-
-class CalledFunction(BaseModel):
-    name: str = Field(pattern=FUNCTION_NAME)
-    arguments: str = Field(description="The arguments as a JSON object, encoded as a string.")
-
-
-class MessageToolCall(BaseModel):
-    """A call the assistant made, sent back in the conversation history."""
-
-    id: str = Field(min_length=1, max_length=256)
-    type: Literal["function"] = "function"
-    function: CalledFunction
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
-    tool_calls: list[MessageToolCall] | None = Field(default=None, description="assistant messages only")
-    tool_call_id: str | None = Field(default=None, description="tool messages: the call this answers")
+# A field holding a JSON Schema (a tool's parameters, a response format's schema): an object, checked against
+# the metaschema of the draft it names (2020-12 unless its $schema says otherwise) and, for an answer
+# format, compiled to a grammar; the metaschema itself is not repeated here.
+JSON_SCHEMA = {"type": "object", "description": "A JSON Schema (draft 2020-12 unless its $schema names another)."}
+# Refused by name with a 400 (api/refusals.py, api/sampling.py) rather than ignored: null or left out.
+NOT_SERVED = {"type": "null", "description": "Not supported: a request that sets it is refused, naming it."}
 
 
 class FunctionDefinition(BaseModel):
     name: str = Field(pattern=FUNCTION_NAME)
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = Field(default=None, description=JSON_SCHEMA["description"])
     strict: bool | None = Field(default=None, description="Accepted; arguments always follow the schema.")
 
 
@@ -57,9 +44,29 @@ class StreamOptions(BaseModel):
 
 
 class ResponseFormat(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # Checked in vlserve.structured.formats (its errors quote the value sent); declared here.
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "json_schema"}}},
+            "then": {"required": ["json_schema"]},
+        },
+    )
 
-    type: str
+    type: str = Field(json_schema_extra={"enum": ["text", "json_object", "json_schema"]})
+    json_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="With type json_schema: the answer's schema and its name.",
+        json_schema_extra={
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                "description": {"type": "string"},
+                "schema": JSON_SCHEMA,
+                "strict": {"type": ["boolean", "null"]},
+            },
+        },
+    )
 
 
 class SamplingOptions(BaseModel):
@@ -76,8 +83,8 @@ class SamplingOptions(BaseModel):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     top_k: int | None = Field(default=None, ge=-1)
     seed: int | None = None
-    stop: str | list[str] | None = None
-    n: int = Field(default=1, ge=1)
+    stop: str | list[str] | None = Field(default=None, json_schema_extra={"maxItems": 16})
+    n: int = Field(default=1, ge=1, description="Only 1: send separate requests.", json_schema_extra={"maximum": 1})
     stream: bool = False
     stream_options: StreamOptions | None = None
     return_token_ids: bool = Field(default=False, description="vLLM extension: include generated token ids.")
@@ -85,7 +92,14 @@ class SamplingOptions(BaseModel):
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     repetition_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
-    logit_bias: dict[str, float] | None = None
+    logit_bias: dict[str, float] | None = Field(
+        default=None,
+        description="Token id (an integer, as a string) to a bias from -100 to 100.",
+        json_schema_extra={
+            "propertyNames": {"pattern": "^[0-9]+$"},
+            "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100},
+        },
+    )
     ignore_eos: bool = False
     min_tokens: int = Field(default=0, ge=0)
 
@@ -113,33 +127,44 @@ class SamplingOptions(BaseModel):
 
 
 class ChatCompletionRequest(SamplingOptions):
-    messages: list[ChatMessage]
+    model_config = ConfigDict(json_schema_extra={"allOf": CHAT_RULES})
+
+    messages: list[ChatMessage] = Field(json_schema_extra={"minItems": 1})  # checked below, with a clear message
     max_completion_tokens: int | None = Field(default=None, ge=1)
     response_format: ResponseFormat | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    tools: list[Tool] | None = Field(default=None, max_length=128)
+    top_logprobs: int | None = Field(default=None, ge=0, le=20, description="Needs logprobs: true.")
+    tools: list[Tool] | None = Field(default=None, max_length=128, description="Each function named differently.")
     tool_choice: str | dict[str, Any] | None = Field(
-        default=None, description='"none", "auto", "required" or {"type": "function", "function": {"name": …}}'
+        default=None,
+        description='"none", "auto", "required" (needs tools) or {"type": "function", "function": {"name": …}} '
+        "naming one of the tools",
+        json_schema_extra={"anyOf": [{"enum": ["none", "auto", "required"]}, NAMED_TOOL_CHOICE, {"type": "null"}]},
     )
     parallel_tool_calls: bool | None = None
     # In OpenAI's reference but not served: refused by name (api/refusals.py) rather than ignored.
-    audio: Any = None
-    modalities: list[str] | None = None
-    prediction: Any = None
-    reasoning_effort: Any = None
-    verbosity: Any = None
-    web_search_options: Any = None
-    functions: Any = None
-    function_call: Any = None
+    audio: Any = Field(default=None, json_schema_extra=NOT_SERVED)
+    modalities: list[str] | None = Field(
+        default=None, description='Only ["text"].', json_schema_extra={"anyOf": [{"const": ["text"]}, {"type": "null"}]}
+    )
+    prediction: Any = Field(default=None, json_schema_extra=NOT_SERVED)
+    reasoning_effort: Any = Field(default=None, json_schema_extra=NOT_SERVED)
+    verbosity: Any = Field(default=None, json_schema_extra=NOT_SERVED)
+    web_search_options: Any = Field(default=None, json_schema_extra=NOT_SERVED)
+    functions: Any = Field(default=None, json_schema_extra=NOT_SERVED)
+    function_call: Any = Field(default=None, json_schema_extra=NOT_SERVED)
     # vLLM's structured-output fields before 0.12 (later versions ignore them): translated or refused.
-    guided_json: dict[str, Any] | str | None = None
-    guided_regex: str | None = None
-    guided_choice: list[str] | None = None
-    guided_grammar: str | None = None
-    guided_whitespace_pattern: str | None = None
+    guided_json: dict[str, Any] | str | None = Field(
+        default=None,
+        description="A JSON Schema, as an object or as its JSON text; not with a response_format.",
+        json_schema_extra={"anyOf": [JSON_SCHEMA, JSON_OBJECT_TEXT, {"type": "null"}]},
+    )
+    guided_regex: str | None = Field(default=None, json_schema_extra=NOT_SERVED)
+    guided_choice: list[str] | None = Field(default=None, json_schema_extra=NOT_SERVED)
+    guided_grammar: str | None = Field(default=None, json_schema_extra=NOT_SERVED)
+    guided_whitespace_pattern: str | None = Field(default=None, json_schema_extra=NOT_SERVED)
     guided_decoding_backend: str | None = Field(default=None, description="Accepted; vlserve picks the backend.")
-    structured_outputs: dict[str, Any] | None = None
+    structured_outputs: dict[str, Any] | None = Field(default=None, json_schema_extra=NOT_SERVED)
 
     @field_validator("messages")
     @classmethod

@@ -1,7 +1,9 @@
 """Limits on a parsed request that cost nothing to check: JSON depth, message count, text length.
 
 They run before admission and long before tokenising, so a request too deep, too long or with too
-many messages is a 400 naming the field and the setting in microseconds, however large it is.
+many messages is a 400 naming the field and the setting in microseconds, however large it is. Depth
+follows the server's one rule (:mod:`vlserve.jsonlimits`), counted here from each free-form field so
+that the error names it; the body as a whole was checked before it was parsed (:mod:`.json_depth`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pydantic import BaseModel
 
 from vlserve.api.protocol import ChatCompletionRequest
 from vlserve.errors import ClientError, ContextLengthError
+from vlserve.jsonlimits import deeper_than, too_deep
 from vlserve.settings import Settings
 
 
@@ -39,30 +42,9 @@ async def get_limits(request: Request) -> RequestLimits:
 LimitsDep = Annotated[RequestLimits, Depends(get_limits)]
 
 
-def deeper_than(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests lists and objects more than ``limit`` levels deep (iterative, stops early)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | tuple))
-    return False
-
-
 def check_depth(value: Any, param: str, limits: RequestLimits) -> None:
     if deeper_than(value, limits.max_json_depth):
-        raise ClientError(
-            f"'{param}' nests more than {limits.max_json_depth} levels deep (VLSERVE_MAX_JSON_DEPTH)",
-            param=param,
-            code="json_too_deep",
-        )
+        raise too_deep(param, limits.max_json_depth)
 
 
 def check_text(chars: int, param: str, limits: RequestLimits) -> None:
@@ -90,6 +72,8 @@ def _free_form(body: ChatCompletionRequest) -> Iterator[tuple[str, Any]]:
     for i, tool in enumerate(body.tools or ()):
         yield f"tools[{i}].function.parameters", tool.function.parameters
     yield "tool_choice", body.tool_choice
+    if body.response_format is not None:
+        yield "response_format.json_schema", body.response_format.json_schema
     yield from _extras(body.response_format, "response_format")
     yield "guided_json", body.guided_json
     yield "structured_outputs", body.structured_outputs

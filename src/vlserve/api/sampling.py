@@ -14,6 +14,7 @@ from vlserve.api.completion_protocol import CompletionRequest
 from vlserve.api.protocol import ChatCompletionRequest, SamplingOptions
 from vlserve.engine.base import SamplingParams
 from vlserve.errors import ClientError
+from vlserve.jsonlimits import JSONTooDeepError, loads, too_deep
 from vlserve.structured import OutputFormat, parse_response_format
 from vlserve.structured.formats import check_schema
 
@@ -27,18 +28,21 @@ _REFUSED_LEGACY = {
 }
 
 
-def _guided_json(value: dict[str, Any] | str) -> OutputFormat:
+def _guided_json(value: dict[str, Any] | str, max_depth: int) -> OutputFormat:
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = loads(value, max_depth)
+        except JSONTooDeepError:
+            raise too_deep("guided_json", max_depth) from None
         except json.JSONDecodeError as exc:
             raise ClientError(f"guided_json is not valid JSON: {exc.msg}", param="guided_json") from None
-    check_schema(value, "guided_json")
-    return OutputFormat.of("guided_json", value)
+    check_schema(value, "guided_json", max_depth=max_depth)
+    return OutputFormat.of("guided_json", value, max_depth)
 
 
-def output_format(request: ChatCompletionRequest) -> OutputFormat | None:
-    """The requested answer format: ``response_format``, or vLLM's legacy ``guided_json`` translated."""
+def output_format(request: ChatCompletionRequest, *, max_depth: int) -> OutputFormat | None:
+    """The requested answer format: ``response_format``, or vLLM's legacy ``guided_json`` translated; its
+    schema checked (CPU work as long as the schema: call this in a thread from async code)."""
     for name, instead in _REFUSED_LEGACY.items():
         if getattr(request, name) is not None:
             raise ClientError(
@@ -47,12 +51,14 @@ def output_format(request: ChatCompletionRequest) -> OutputFormat | None:
                 code="unsupported_parameter",
             )
     response_format = request.response_format
-    output = parse_response_format(None if response_format is None else response_format.model_dump())
+    output = parse_response_format(
+        None if response_format is None else response_format.model_dump(), max_depth=max_depth
+    )
     if request.guided_json is None:
         return output
     if output is not None:
         raise ClientError("send either response_format or guided_json, not both", param="guided_json")
-    return _guided_json(request.guided_json)
+    return _guided_json(request.guided_json, max_depth)
 
 
 def shared_params(request: SamplingOptions) -> SamplingParams:
@@ -76,13 +82,14 @@ def shared_params(request: SamplingOptions) -> SamplingParams:
     )
 
 
-def sampling_params(request: ChatCompletionRequest) -> SamplingParams:
+def sampling_params(request: ChatCompletionRequest, *, max_depth: int) -> SamplingParams:
+    """A chat's settings, its answer format checked (see :func:`output_format`: call this in a thread)."""
     if request.top_logprobs and not request.logprobs:
         raise ClientError("top_logprobs needs logprobs: true", param="top_logprobs")
     return dataclasses.replace(
         shared_params(request),
         max_tokens=request.max_completion_tokens or request.max_tokens,
-        output=output_format(request),
+        output=output_format(request, max_depth=max_depth),
         logprobs=bool(request.logprobs),
         top_logprobs=request.top_logprobs or 0,
     )

@@ -25,23 +25,29 @@ def _tool_choice(value: str | dict[str, Any] | None) -> str | dict[str, Any] | N
         ) from None
 
 
-def tool_fields(body: ChatCompletionRequest) -> dict[str, Any]:
+def tool_fields(body: ChatCompletionRequest, *, max_depth: int) -> dict[str, Any]:
     """``tools``, ``tool_choice`` and ``parallel_tool_calls`` for :class:`EngineRequest`; ClientError naming
-    what is wrong: a parameter schema that is not JSON Schema, two functions of one name, a tool choice
-    that needs tools or names a function that is not among them, tools together with response_format."""
+    what is wrong: a parameter schema that is not JSON Schema (or too deep, or with a reference outside it),
+    two functions of one name, a tool choice that needs tools or names a function that is not among them,
+    tools together with response_format. The schemas are CPU work: call this in a thread from async code."""
     tools = tuple(tool.model_dump(exclude_none=True) for tool in body.tools or ())
     names = [tool["function"]["name"] for tool in tools]
     for i, tool in enumerate(tools):
         if "parameters" in tool["function"]:
-            check_schema(tool["function"]["parameters"], f"tools[{i}].function.parameters")
+            check_schema(tool["function"]["parameters"], f"tools[{i}].function.parameters", max_depth=max_depth)
         if names.index(tool["function"]["name"]) != i:
-            raise ClientError(f"two tools are named {names[i]!r}; names must differ", param=f"tools[{i}].function.name")
+            raise ClientError(
+                f"two tools are named {names[i]!r}; names must differ",
+                param=f"tools[{i}].function.name",
+                code="duplicate_tool_name",
+            )
     choice = _tool_choice(body.tool_choice)
     if isinstance(choice, dict):
         if choice["function"]["name"] not in names:
             raise ClientError(
                 f"tool_choice names the function {choice['function']['name']!r}, which is not in tools",
                 param="tool_choice.function.name",
+                code="unknown_tool",
             )
     elif choice == "required" and not tools:
         raise ClientError('tool_choice "required" needs tools', param="tool_choice")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from vlserve.api.cancellation import cancel_on_disconnect
 from vlserve.api.chat_format import usage_body
+from vlserve.api.openapi import AT_LEAST_ONE, IMAGE_TYPES, multipart_files
 from vlserve.api.request_limits import RequestLimits, check_text
 from vlserve.api.state import GenerationDep, RequestIdDep, StateDep
 from vlserve.engine.base import ChatTurn, EngineRequest, SamplingParams
@@ -25,14 +26,14 @@ async def _read_upload(upload: UploadFile, limit: int, param: str) -> bytes:
     return data
 
 
-@router.post("/v1/chat/vision")
+@router.post("/v1/chat/vision", openapi_extra=multipart_files("image_file", IMAGE_TYPES))
 async def chat_vision(
     state: StateDep,
     service: GenerationDep,
     request_id: RequestIdDep,
     raw: Request,
     prompt: Annotated[str, Form(min_length=1)],
-    image_file: Annotated[list[UploadFile], File()],
+    image_file: Annotated[list[UploadFile], File(json_schema_extra=AT_LEAST_ONE)],
     model: Annotated[str | None, Form()] = None,
     max_tokens: Annotated[int | None, Form(ge=1)] = None,
     temperature: Annotated[float | None, Form(ge=0.0, le=2.0)] = None,

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from vlserve.documents.intake import Submission, Upload
+from vlserve.jsonlimits import DEEPEST, JSONTooDeepError, loads
 from vlserve.settings import Settings
 from vlserve.store.models import ENDED
 
@@ -42,13 +43,16 @@ def _readable(path: Path, what: str) -> None:
 
 
 def read_schema(path: Path) -> str:
-    """The schema file's text, once it is known to be a JSON object; else :class:`InputError`."""
+    """The schema file's text, once it is known to be a JSON object; else :class:`InputError`. Its depth is
+    the server's to judge: refused here only past what any server accepts (so parsing never recurses out)."""
     _readable(path, "--schema")
     try:
         text = path.read_text(encoding="utf-8")
-        schema = json.loads(text)
+        schema = loads(text, DEEPEST)
     except UnicodeDecodeError:
         raise InputError(f"--schema {path} is not UTF-8 text") from None
+    except JSONTooDeepError:
+        raise InputError(f"--schema {path} nests more than {DEEPEST} levels deep; no server accepts it") from None
     except json.JSONDecodeError as exc:
         raise InputError(
             f"--schema {path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"

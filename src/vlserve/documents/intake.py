@@ -9,21 +9,22 @@ from __future__ import annotations
 import json
 import secrets
 import tempfile
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from vlserve.documents.webhook import check_webhook_url
 from vlserve.errors import ClientError, ImageError, PayloadTooLargeError, UnsupportedMediaError
+from vlserve.jsonlimits import JSONTooDeepError, loads, too_deep
 from vlserve.media import ImageLimits, parse_allowlist
 from vlserve.media.images import read_size
+from vlserve.media.limits import check_request_pixels
 from vlserve.media.page_ranges import parse_page_range
 from vlserve.media.pdf import inspect_pdf
 from vlserve.settings import Settings
 from vlserve.store.db import utcnow
 from vlserve.store.jobs import JobStore, NewFile, NewPage
-from vlserve.store.models import Document
+from vlserve.store.models import Document, new_document_id
 from vlserve.structured import OutputFormat
 from vlserve.structured.formats import check_schema
 
@@ -46,18 +47,22 @@ class Submission:
     owner: str | None = None  # the API key submitting the job (None: auth is off)
 
 
-def parse_schema(text: str | None) -> OutputFormat | None:
+def parse_schema(text: str | None, *, max_depth: int) -> OutputFormat | None:
+    """The ``json_schema`` field's format (None: none given), checked like any schema; CPU work as long as
+    the schema, so call it in a thread from async code."""
     if text is None or not text.strip():
         return None
     try:
-        schema = json.loads(text)
+        schema = loads(text, max_depth)
+    except JSONTooDeepError:
+        raise too_deep("json_schema", max_depth) from None
     except json.JSONDecodeError as exc:
         raise ClientError(
             f"json_schema is not valid JSON: {exc.msg} at character {exc.pos}", param="json_schema"
         ) from None
-    check_schema(schema, "json_schema")
+    check_schema(schema, "json_schema", max_depth=max_depth)
     name = schema.get("title") if isinstance(schema.get("title"), str) else "document"
-    return OutputFormat.of(name[:64], schema)
+    return OutputFormat.of(name[:64], schema, max_depth)
 
 
 def _is_pdf(upload: Upload) -> bool:
@@ -97,7 +102,7 @@ class DocumentIntake:
             )
         secret = "" if webhook is None or s.webhook_secret else secrets.token_urlsafe(32)
         doc = Document(
-            id=f"doc_{uuid.uuid4().hex[:24]}", status="queued", created_at=utcnow(), kind=kind,
+            id=new_document_id(), status="queued", created_at=utcnow(), kind=kind,
             filename=uploads[0].filename, prompt=form.prompt or None,
             schema_name=None if output is None else output.name,
             schema_json=None if output is None else output.schema_json,
@@ -114,7 +119,7 @@ class DocumentIntake:
 
     def _pdf_pages(self, uploads: Sequence[Upload]) -> list[NewPage]:
         if len(uploads) != 1:
-            raise ClientError("send one PDF per job, or image files only (not both)", param="file")
+            raise ClientError("send one PDF per job, or image files only (not both)", param="file", code="mixed_upload")
         with tempfile.TemporaryDirectory(prefix="vlserve-upload-") as tmp:
             path = Path(tmp) / "upload.pdf"
             path.write_bytes(uploads[0].data)
@@ -126,9 +131,10 @@ class DocumentIntake:
         if len(uploads) > s.document_max_files:
             raise ClientError(f"{len(uploads)} files sent, at most {s.document_max_files} images per job", param="file")
         limits = ImageLimits(max_bytes=s.document_max_bytes, max_pixels=s.max_image_pixels)
+        sizes = []
         for index, upload in enumerate(uploads):
             try:
-                read_size(upload.data, limits, param=f"file[{index}]")  # the header only: decoded when read
+                sizes.append(read_size(upload.data, limits, param=f"file[{index}]"))  # the header only
             except ImageError as exc:
                 if exc.code == "image_too_large":  # the image limit: the same error as on every endpoint
                     raise
@@ -136,4 +142,5 @@ class DocumentIntake:
                 raise UnsupportedMediaError(
                     f"{name} is neither a PDF nor a readable image: {exc.message}", param=f"file[{index}]"
                 ) from None
+        check_request_pixels(sizes, s.max_request_pixels, param="file")  # all of them, like every endpoint
         return [NewPage(page_number=i + 1, file_position=i, file_page=0) for i in range(len(uploads))]

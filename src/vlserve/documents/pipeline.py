@@ -9,7 +9,6 @@ its attempts); when none is free, the RateLimitError tells the worker to put the
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from PIL import Image
 
 from vlserve.engine.base import ChatTurn, EngineRequest, SamplingParams
 from vlserve.errors import ClientError, ModelOutputError, RateLimitError
+from vlserve.jsonlimits import loads
 from vlserve.service import GenerationService
 from vlserve.store.jobs import PageOutcome
 from vlserve.structured import OutputFormat
@@ -86,7 +86,7 @@ async def _attempts(
         detail = {"total_ms": _ms(started), "attempts": tried}
         if task.output is None:
             return PageOutcome("succeeded", attempt, text=completion.text, detail=detail)
-        return PageOutcome("succeeded", attempt, data=json.loads(completion.text), detail=detail)
+        return PageOutcome("succeeded", attempt, data=loads(completion.text, task.output.max_depth), detail=detail)
     return _failed(tried[-1]["error"], tried, started)
 
 

@@ -13,6 +13,7 @@ from vlserve.documents.intake import DocumentIntake, Submission, Upload, parse_s
 from vlserve.documents.runner import DocumentRunner
 from vlserve.documents.sources import PageSource
 from vlserve.errors import ClientError, NotFoundError
+from vlserve.media.decode_budget import DecodeBudget
 from vlserve.security.principal import Principal
 from vlserve.security.quotas import OwnerQuota
 from vlserve.service import GenerationService
@@ -39,12 +40,13 @@ class DocumentService:
         *,
         sessions: sessionmaker,
         quota: OwnerQuota | None = None,  # the owner keys' tokens per day, charged for every page
+        decode_budget: DecodeBudget | None = None,  # the server's pixels decoded at once (None: not limited)
     ) -> None:
         self._settings = settings
         self._generation = generation
         self.store = JobStore(sessions, keep_files=settings.document_keep_files)
         self._intake = DocumentIntake(self.store, settings)
-        source = PageSource(self.store, settings.data_dir / "documents", settings.image_limits())
+        source = PageSource(self.store, settings.data_dir / "documents", settings.image_limits(), decode_budget)
         worker = settings.document_worker
         self.runner = DocumentRunner(self.store, generation, source, settings, quota) if worker else None
 
@@ -60,12 +62,12 @@ class DocumentService:
     async def submit(
         self, uploads: Sequence[Upload], form: Submission, principal: Principal | None = None
     ) -> tuple[Document, str]:
-        output = parse_schema(form.json_schema)
+        output = await asyncio.to_thread(parse_schema, form.json_schema, max_depth=self._settings.max_json_depth)
         if output is not None:  # a schema the grammar cannot enforce is refused now, not on every page
             try:
                 await self._generation.engine.check_output(output)
             except ClientError as exc:  # the same problem, named by this endpoint's field
-                raise ClientError(exc.message, param="json_schema") from None
+                raise ClientError(exc.message, param="json_schema", code=exc.code) from None
         owned = dataclasses.replace(form, owner=None if principal is None else principal.key_id)
         doc, secret = await asyncio.to_thread(self._intake.submit, uploads, owned, output)
         if self.runner is not None:
@@ -84,8 +86,8 @@ class DocumentService:
         owner = owner_filter(principal)
         try:
             return await asyncio.to_thread(self.store.recent, limit=limit, status=status, before=after, owner=owner)
-        except UnknownCursorError:
-            raise ClientError(
+        except UnknownCursorError:  # well formed (the route checks the pattern) but naming no job of the caller
+            raise NotFoundError(
                 f"'after' must be the id of a document job from an earlier page; there is no job {after!r}",
                 param="after",
                 code="invalid_cursor",
@@ -97,4 +99,6 @@ class DocumentService:
             error = ClientError(f"document job {document_id} has already ended ({doc.status})", param="id")
             error.status_code, error.code = 409, "already_ended"
             raise error
+        if self.runner is not None:  # its pages in hand here stop now; another server's within its poll interval
+            self.runner.abort(document_id)
         return await self.get(document_id, principal)

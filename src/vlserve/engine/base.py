@@ -12,6 +12,7 @@ This module imports neither torch nor transformers, so the API and its tests run
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -181,12 +182,31 @@ class Delta:
     queued_s: float | None = None
 
 
+TEMPLATE_TOKENS = 16  # a bound on what a chat template adds around one message or one image
+TOOLS_TEMPLATE_TOKENS = 512  # a bound on the instructions a chat template adds when tools are given
+
+
 @dataclass
 class Prepared:
     """A request turned into this backend's prompt; subclassed by each backend with what it needs."""
 
     request: EngineRequest
     image_tokens: int = 0  # visual tokens the images cost, when the backend knows it before generating
+
+    @property
+    def num_tokens(self) -> int:
+        """The prompt's length in tokens. A backend that tokenises the prompt knows it and says so; this is an
+        upper bound for one that does not (remote): a token per UTF-8 byte of text (a token covers at least
+        one), the images' tokens, and what the chat template may add."""
+        request = self.request
+        if request.prompt is not None:
+            return len(request.prompt.encode())
+        texts = [part.get("text", "") for turn in request.turns for part in turn.parts]
+        texts += [call.name + call.arguments for turn in request.turns for call in turn.tool_calls]
+        texts += [json.dumps(tool) for tool in request.tools]
+        template = TEMPLATE_TOKENS * (1 + len(request.turns) + request.num_images)
+        tools = TOOLS_TEMPLATE_TOKENS if request.tools else 0
+        return sum(len(text.encode()) for text in texts) + self.image_tokens + template + tools
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from vlserve.media.address_guard import Allowlist, check_url, is_address_allowed, parse_allowlist
 from vlserve.media.data_url import decode_data_url
+from vlserve.media.decode_budget import DecodeBudget
 from vlserve.media.fetch import ImageFetcher
 from vlserve.media.image_cache import ImageCache
 from vlserve.media.images import load_image
@@ -10,6 +11,7 @@ from vlserve.media.sources import MediaLoader, MediaRef, load_image_url
 
 __all__ = [
     "Allowlist",
+    "DecodeBudget",
     "ImageCache",
     "ImageFetcher",
     "ImageLimits",

@@ -10,7 +10,9 @@ are decoded once and the other callers wait for that decode.
 PIL images are mutable and not safe to share between threads (even ``save`` sets attributes on the
 image), so the cached image is never handed out: every caller gets its own copy, a memory copy that
 costs a fraction of the decode. Limits are checked by the caller from the header before the cache is
-asked (see :class:`vlserve.media.sources.MediaLoader`), so a cached image never bypasses one.
+asked (see :class:`vlserve.media.sources.MediaLoader`), so a cached image never bypasses one. The loader
+asks with :meth:`ImageCache.lookup` first and decodes a miss with :meth:`ImageCache.fill` under the server's
+decode budget (:mod:`vlserve.media.decode_budget`); a hit costs a copy and takes none of it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Literal
 from vlserve.media.images import LoadedImage
 
 Outcome = Literal["hit", "miss"]  # hit: decoded before, or by a concurrent caller for the same key
+Key = tuple[bytes, Hashable]  # SHA-256 of the encoded bytes, and everything else the decode depends on
 _SMALL_MODES = {"1": 1, "L": 1, "P": 1}  # bytes a pixel as PIL holds it; RGB and the rest take 4
 
 
@@ -65,8 +68,8 @@ class ImageCache:
         self.on_lookup = on_lookup  # told every lookup's outcome (the metrics), from a worker thread
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[bytes, Hashable], _Entry] = OrderedDict()  # oldest use first
-        self._pending: dict[tuple[bytes, Hashable], Future[LoadedImage]] = {}
+        self._entries: OrderedDict[Key, _Entry] = OrderedDict()  # oldest use first
+        self._pending: dict[Key, Future[LoadedImage]] = {}
         self._bytes = 0
 
     @property
@@ -87,7 +90,25 @@ class ImageCache:
         Errors from ``decode`` propagate and are not cached."""
         if not self.enabled:
             return decode()
+        key, loaded = self.lookup(data, variant)
+        return loaded if loaded is not None else self.fill(key, decode)
+
+    def lookup(self, data: bytes, variant: Hashable) -> tuple[Key, LoadedImage | None]:
+        """The key of ``data`` at ``variant``, and the caller's copy of its image when one is kept (a hit).
+        On None nothing is reported: the caller decodes with :meth:`fill` (under the decode budget)."""
         key = (hashlib.sha256(data).digest(), variant)
+        with self._lock:
+            entry = self._fresh(key)
+        if entry is None:
+            return key, None
+        self._report("hit")
+        return key, _handout(entry.loaded)
+
+    def fill(self, key: Key, decode: Callable[[], LoadedImage]) -> LoadedImage:
+        """The image for ``key`` (from :meth:`lookup`): kept by now, being decoded by another caller (waited
+        for), or decoded here with ``decode`` and kept."""
+        if not self.enabled:
+            return decode()
         with self._lock:
             entry = self._fresh(key)
             decoding = self._pending.get(key) if entry is None else None
@@ -110,7 +131,7 @@ class ImageCache:
         self._report("hit")
         return _handout(loaded)
 
-    def _decode(self, key: tuple[bytes, Hashable], decode: Callable[[], LoadedImage]) -> LoadedImage:
+    def _decode(self, key: Key, decode: Callable[[], LoadedImage]) -> LoadedImage:
         """Decode as the one caller for ``key``, keep the result, and hand it to the callers waiting for it."""
         self._report("miss")
         try:
@@ -130,7 +151,7 @@ class ImageCache:
         if self.on_lookup is not None:
             self.on_lookup(outcome)
 
-    def _fresh(self, key: tuple[bytes, Hashable]) -> _Entry | None:
+    def _fresh(self, key: Key) -> _Entry | None:
         """The entry for ``key`` if it is still in its window (marked most recently used); lock held."""
         entry = self._entries.get(key)
         if entry is None:
@@ -141,7 +162,7 @@ class ImageCache:
         self._entries.move_to_end(key)
         return entry
 
-    def _store(self, key: tuple[bytes, Hashable], loaded: LoadedImage) -> None:
+    def _store(self, key: Key, loaded: LoadedImage) -> None:
         """Keep ``loaded``: expired entries go first, then the least recently used until it fits; lock held."""
         now = self._clock()
         for stale in [k for k, e in self._entries.items() if e.expires <= now]:
@@ -154,5 +175,5 @@ class ImageCache:
         self._entries[key] = _Entry(loaded, size, now + self.ttl_s)
         self._bytes += size
 
-    def _drop(self, key: tuple[bytes, Hashable]) -> None:
+    def _drop(self, key: Key) -> None:
         self._bytes -= self._entries.pop(key).size

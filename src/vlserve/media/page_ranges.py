@@ -51,4 +51,6 @@ def _check_page(page: int, total: int) -> None:
         raise ClientError(f"page {page} does not exist: pages are numbered from 1", param=_PARAM)
     if page > total:
         noun = "page" if total == 1 else "pages"
-        raise ClientError(f"page {page} is out of range: the document has {total} {noun}", param=_PARAM)
+        raise ClientError(
+            f"page {page} is out of range: the document has {total} {noun}", param=_PARAM, code="page_out_of_range"
+        )

@@ -4,6 +4,8 @@ Decoding is the costly step, so it comes last: every image's header is read and 
 are checked against the per-request budget before any image is decoded, and each is then decoded
 straight to the size the model needs (see :mod:`vlserve.media.images`), or taken from the decoded-image
 cache when the same bytes were decoded for the same size a moment ago (:mod:`vlserve.media.image_cache`).
+Every decode (a cache miss included) takes its pixels from the server-wide decode budget while it runs
+(:mod:`vlserve.media.decode_budget`); a cache hit decodes nothing and takes none.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from functools import partial
 from vlserve.errors import ClientError
 from vlserve.media.address_guard import ALLOWED_SCHEMES
 from vlserve.media.data_url import decode_data_url
+from vlserve.media.decode_budget import DecodeBudget
 from vlserve.media.fetch import ImageFetcher
 from vlserve.media.image_cache import ImageCache
 from vlserve.media.images import ImageLimits, LoadedImage, decode_image, read_size
@@ -65,13 +68,22 @@ def _sizes(images: Sequence[EncodedImage], limits: ImageLimits) -> list[tuple[in
 
 
 class MediaLoader:
-    """Loads the images a request points at, concurrently, each under the server's limits; with a
-    ``cache``, an image decoded for the same size a moment ago is not decoded again."""
+    """Loads the images a request points at, concurrently, each under the server's limits and within the
+    server's ``budget`` of pixels decoded at once (none given: counted, not limited); with a ``cache``, an
+    image decoded for the same size a moment ago is not decoded again."""
 
-    def __init__(self, fetcher: ImageFetcher, limits: ImageLimits, *, cache: ImageCache | None = None) -> None:
+    def __init__(
+        self,
+        fetcher: ImageFetcher,
+        limits: ImageLimits,
+        *,
+        cache: ImageCache | None = None,
+        budget: DecodeBudget | None = None,
+    ) -> None:
         self._fetcher = fetcher
         self._limits = limits
         self._cache = cache
+        self._budget = budget if budget is not None else DecodeBudget(0, wait_s=0)
 
     async def fetch(self, refs: Sequence[MediaRef]) -> list[EncodedImage]:
         """Every image's bytes, none decoded: data: URLs unpacked, http(s) URLs downloaded (concurrently)."""
@@ -90,15 +102,29 @@ class MediaLoader:
         sizes = await asyncio.to_thread(_sizes, images, self._limits)
         if max_request_pixels is not None:
             check_request_pixels(sizes, max_request_pixels, param=images[0].param.split("[", 1)[0])
-        jobs = (asyncio.to_thread(self._decode_one, image, target_pixels) for image in images)
-        return list(await asyncio.gather(*jobs))
+        jobs = [
+            asyncio.ensure_future(self._decode_one(image, w * h, target_pixels))
+            for image, (w, h) in zip(images, sizes, strict=True)
+        ]
+        try:
+            return list(await asyncio.gather(*jobs))
+        except BaseException:  # one image failed: the others' waits for the budget end too
+            for job in jobs:
+                job.cancel()
+            raise
 
-    def _decode_one(self, image: EncodedImage, target_pixels: int | None) -> LoadedImage:
+    async def _decode_one(self, image: EncodedImage, pixels: int, target_pixels: int | None) -> LoadedImage:
+        """A cache hit as it is; anything else decoded in a worker thread once its ``pixels`` fit the budget."""
         limits = self._limits
         decode = partial(decode_image, image.data, limits, param=image.param, target_pixels=target_pixels)
-        if self._cache is None:
-            return decode()
-        return self._cache.get(image.data, (target_pixels, limits.max_bytes, limits.max_pixels), decode)
+        cache = self._cache
+        if cache is not None and cache.enabled:
+            variant = (target_pixels, limits.max_bytes, limits.max_pixels)
+            key, cached = await asyncio.to_thread(cache.lookup, image.data, variant)
+            if cached is not None:
+                return cached
+            decode = partial(cache.fill, key, decode)
+        return await self._budget.run(pixels, decode)
 
     async def load(self, refs: Sequence[MediaRef]) -> list[LoadedImage]:
         """Fetch and decode ``refs`` at full size, with no per-request budget (each image's limits apply)."""

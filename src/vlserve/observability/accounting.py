@@ -2,7 +2,8 @@
 
 The audit middleware opens a :class:`RequestRecord` per request in a context variable; the generation
 service adds the model and token usage, the media loader the hash of every image, the documents API the
-job it created. Code running outside a request (the document worker) finds no record and notes nothing.
+job it created (:func:`note_resource`). Code running outside a request finds no record and notes nothing,
+unless it opens one itself (the document worker does, for each page it reads).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class RequestRecord:
     queue_wait_s: float | None = None  # how long it waited inside the engine before generation began
     error_code: str | None = None  # the ``code`` of the error envelope the request was answered with
     cache: str | None = None  # the response cache's outcome: hit, miss, coalesced, bypass (None: not cacheable)
+    resource: str | None = None  # what the request created (a document job's id), for the audit trail
     image_hashes: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)  # prompt text, kept only when audit_content is on
     images: list[bytes] = field(default_factory=list)  # image bytes, kept only when audit_content is on
@@ -75,6 +77,13 @@ def note_cache(outcome: str) -> None:
     record = current_record.get()
     if record is not None:
         record.cache = outcome
+
+
+def note_resource(resource_id: str) -> None:
+    """The id of what the request created (a document job): its audit record names it."""
+    record = current_record.get()
+    if record is not None:
+        record.resource = resource_id
 
 
 def image_hash(data: bytes) -> str:

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vlserve.errors import (
     AuthenticationError,
+    ClientError,
     PermissionDeniedError,
     ServiceUnavailableError,
     VLServeError,
@@ -27,6 +28,7 @@ from vlserve.settings import Settings
 log = logging.getLogger("vlserve.security")
 
 ANY_KEY = "any"  # a route any valid key may use, whatever its scopes
+REFUSED_KEY = "refused_key_id"  # in scope["state"]: the id of a revoked or expired key a request presented
 
 
 def is_open(path: str) -> bool:
@@ -48,14 +50,21 @@ def required_scope(path: str) -> str:
 
 
 def bearer_token(scope: Scope) -> str | None:
-    """The key from ``Authorization: Bearer <key>``; None when there is no such header."""
-    for name, value in scope.get("headers", []):
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").strip().partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                return None
-            return token.strip()
-    return None
+    """The key from ``Authorization: Bearer <key>``; None when there is no such header. Two or more
+    ``Authorization`` headers are a 400: which one counts would depend on who reads them (a proxy, this server)."""
+    values = [value for name, value in scope.get("headers", []) if name == b"authorization"]
+    if len(values) > 1:
+        raise ClientError(
+            f"the request has {len(values)} Authorization headers; send exactly one, 'Authorization: Bearer <key>'",
+            param="Authorization",
+            code="duplicate_authorization_header",
+        )
+    if not values:
+        return None
+    scheme, _, token = values[0].decode("latin-1").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
 
 
 class AuthMiddleware:
@@ -72,6 +81,8 @@ class AuthMiddleware:
             scope.setdefault("state", {})["principal"] = principal  # a 403 below is still this key's request
             self._authorize(principal, scope["path"])
         except VLServeError as exc:
+            if isinstance(exc, AuthenticationError) and exc.key_id is not None:  # revoked or expired: who tried
+                scope.setdefault("state", {})[REFUSED_KEY] = exc.key_id
             await _refuse(scope, receive, send, exc)
             return
         await self.app(scope, receive, send)

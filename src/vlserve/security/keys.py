@@ -195,10 +195,12 @@ class KeyStore:
         if row is None or not hmac.compare_digest(row.secret_hash, digest):
             raise AuthenticationError("invalid API key: no such key (check the Authorization: Bearer header)")
         if row.revoked_at is not None:
-            raise AuthenticationError(f"API key {row.id} was revoked on {as_utc(row.revoked_at):%Y-%m-%d %H:%M} UTC")
+            raise AuthenticationError(
+                f"API key {row.id} was revoked on {as_utc(row.revoked_at):%Y-%m-%d %H:%M} UTC", key_id=row.id
+            )
         expires = as_utc(row.expires_at)
         if expires is not None and expires <= utcnow():
-            raise AuthenticationError(f"API key {row.id} expired on {expires:%Y-%m-%d %H:%M} UTC")
+            raise AuthenticationError(f"API key {row.id} expired on {expires:%Y-%m-%d %H:%M} UTC", key_id=row.id)
         self._touch(row.id)
         return self._principal(row), expires
 

@@ -4,7 +4,11 @@ Requests per minute is a sliding window: a key may start ``requests_per_minute``
 and a refused request is not counted. Concurrent requests counts requests whose response has not ended yet.
 Tokens per day adds up the tokens a key's answers used since 00:00 UTC; once they reach the budget, new
 requests that spend tokens (POST: inference, document submission) are refused until the next UTC day; the
-request that crosses the budget completes, and reads (results, status, cancel) stay allowed.
+request that crosses the budget completes, and reads (results, status, cancel) stay allowed. So that requests
+running at once cannot each spend the whole budget, every generation first reserves its worst case
+(:meth:`Limiter.reserve`, see ``token_budget``): reserved tokens count as used until the generation ends and
+its reservation is settled with the tokens it really used; a generation starts only while today's used and
+reserved tokens are below the budget, so the budget is never exceeded by more than one reservation.
 
 A :class:`Limiter` keeps these counts: :class:`LocalLimiter` in this process, or the Redis one
 (``ratelimit_redis``) shared by several servers. Both decide with the same functions below, so they give
@@ -40,6 +44,21 @@ class Snapshot:
     oldest: float | None  # when the oldest of them started
     in_flight: int
     tokens: int  # tokens used today (UTC)
+    reserved: int = 0  # tokens reserved by generations in progress
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Tokens set aside for one generation: hand it back to :meth:`Limiter.settle` when the generation ends."""
+
+    principal: Principal
+    reservation_id: str
+    tokens: int
+
+
+class TokensInFlightError(QuotaExceededError):
+    """Today's tokens are not spent, but the key's requests in progress have reserved the rest of them: the
+    budget may come back when they end (soon), unlike a spent one (at 00:00 UTC)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +81,18 @@ class Limiter(Protocol):
         ...
 
     async def check_tokens(self, principal: Principal) -> None:
-        """Raise QuotaExceededError when the key has spent its tokens for today (work outside a request)."""
+        """Raise QuotaExceededError when the key's used and reserved tokens reach today's budget (work outside a
+        request, before it starts; TokensInFlightError when reservations make the difference)."""
+        ...
+
+    async def reserve(self, principal: Principal, tokens: int) -> Reservation:
+        """Set ``tokens`` aside for a generation about to start (its worst case), at once with the check: raise
+        QuotaExceededError when today's used and reserved tokens already reach the budget (TokensInFlightError
+        when reservations make the difference)."""
+        ...
+
+    async def settle(self, reservation: Reservation, tokens_used: int) -> None:
+        """The generation ended: drop its reservation and count the tokens it used, in one step (call once)."""
         ...
 
     async def charge(self, principal: Principal, tokens: int) -> None:
@@ -118,20 +148,31 @@ def limit_headers(principal: Principal, snap: Snapshot, *, admitted: bool) -> di
         headers["x-ratelimit-reset-requests"] = format_reset(reset)
     if principal.tokens_per_day > 0:
         headers["x-ratelimit-limit-tokens"] = str(principal.tokens_per_day)
-        headers["x-ratelimit-remaining-tokens"] = str(max(0, principal.tokens_per_day - snap.tokens))
+        headers["x-ratelimit-remaining-tokens"] = str(max(0, principal.tokens_per_day - snap.tokens - snap.reserved))
         headers["x-ratelimit-reset-tokens"] = format_reset(until_next_day(snap.now))
     return headers
 
 
 def token_refusal(principal: Principal, snap: Snapshot) -> QuotaExceededError | None:
-    if principal.tokens_per_day <= 0 or snap.tokens < principal.tokens_per_day:
+    """The 429 when today's used and reserved tokens reach the key's budget: spent (until 00:00 UTC), or
+    reserved by its requests in progress (TokensInFlightError: retry when they have ended)."""
+    budget = principal.tokens_per_day
+    if budget <= 0 or snap.tokens + snap.reserved < budget:
         return None
     wait = until_next_day(snap.now)
+    if snap.tokens >= budget:
+        message = (
+            f"API key {principal.key_id} has used its {budget} tokens for today "
+            f"({snap.tokens} used); the budget resets at 00:00 UTC, in {format_reset(wait)}"
+        )
+        return _refused(message, principal, snap, wait)
     message = (
-        f"API key {principal.key_id} has used its {principal.tokens_per_day} tokens for today "
-        f"({snap.tokens} used); the budget resets at 00:00 UTC, in {format_reset(wait)}"
+        f"API key {principal.key_id} has {budget} tokens for today, {snap.tokens} used and {snap.reserved} "
+        f"reserved by its requests in progress; retry when they have ended (what they do not use is given "
+        f"back), or after the budget resets at 00:00 UTC, in {format_reset(wait)}"
     )
-    return _refused(message, principal, snap, wait)
+    headers = {"Retry-After": _retry_after(1.0), **limit_headers(principal, snap, admitted=False)}
+    return TokensInFlightError(message, headers=headers)
 
 
 def refusal(principal: Principal, snap: Snapshot, *, spends_tokens: bool = True) -> QuotaExceededError | None:
@@ -177,6 +218,7 @@ class LocalLimiter:
         self._started: dict[str, deque[float]] = {}  # key id -> start times of its requests in the window
         self._in_flight: dict[str, set[str]] = {}  # key id -> lease ids of its requests not yet ended
         self._tokens: dict[str, tuple[str, int]] = {}  # key id -> (UTC day, tokens used that day)
+        self._reserved: dict[str, dict[str, int]] = {}  # key id -> reservation id -> tokens it sets aside
 
     def _snapshot(self, key_id: str, now: float) -> Snapshot:
         started = self._started.get(key_id)
@@ -191,11 +233,15 @@ class LocalLimiter:
             oldest=started[0] if started else None,
             in_flight=len(self._in_flight.get(key_id, ())),
             tokens=self._used(key_id, utc_day(now)),
+            reserved=self._reserved_total(key_id),
         )
 
     def _used(self, key_id: str, day: str) -> int:
         counted_day, used = self._tokens.get(key_id, (day, 0))
         return used if counted_day == day else 0
+
+    def _reserved_total(self, key_id: str) -> int:
+        return sum(self._reserved.get(key_id, {}).values())
 
     async def acquire(self, principal: Principal, *, spends_tokens: bool = True) -> Lease:
         now = self._clock()
@@ -219,12 +265,32 @@ class LocalLimiter:
                 del self._in_flight[key_id]
         await self.charge(lease.principal, tokens_used)
 
-    async def check_tokens(self, principal: Principal) -> None:
+    def _token_snapshot(self, key_id: str) -> Snapshot:
         now = self._clock()
-        used = self._used(principal.key_id, utc_day(now))
-        refused = token_refusal(principal, Snapshot(now=now, requests=0, oldest=None, in_flight=0, tokens=used))
+        used, reserved = self._used(key_id, utc_day(now)), self._reserved_total(key_id)
+        return Snapshot(now=now, requests=0, oldest=None, in_flight=0, tokens=used, reserved=reserved)
+
+    async def check_tokens(self, principal: Principal) -> None:
+        refused = token_refusal(principal, self._token_snapshot(principal.key_id))
         if refused is not None:
             raise refused
+
+    async def reserve(self, principal: Principal, tokens: int) -> Reservation:
+        refused = token_refusal(principal, self._token_snapshot(principal.key_id))
+        if refused is not None:
+            raise refused
+        reservation = Reservation(principal, new_lease_id(), max(0, tokens))
+        self._reserved.setdefault(principal.key_id, {})[reservation.reservation_id] = reservation.tokens
+        return reservation
+
+    async def settle(self, reservation: Reservation, tokens_used: int) -> None:
+        key_id = reservation.principal.key_id
+        held = self._reserved.get(key_id)
+        if held is not None:
+            held.pop(reservation.reservation_id, None)
+            if not held:
+                del self._reserved[key_id]
+        await self.charge(reservation.principal, tokens_used)
 
     async def charge(self, principal: Principal, tokens: int) -> None:
         if tokens > 0 and principal.tokens_per_day > 0:  # counted on the day the work ended
@@ -235,6 +301,7 @@ class LocalLimiter:
         self._started.clear()
         self._in_flight.clear()
         self._tokens.clear()
+        self._reserved.clear()
 
 
 @contextlib.asynccontextmanager

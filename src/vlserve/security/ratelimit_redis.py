@@ -1,14 +1,17 @@
 """Per-key limits kept in Redis, so every server sharing one Redis shares them (VLSERVE_REDIS_URL).
 
-Three keys per API key, with one hash tag so a Redis Cluster keeps them on one node:
+Four keys per API key, with one hash tag so a Redis Cluster keeps them on one node:
 - ``<prefix>{key_id}:requests``: a sorted set of request ids scored by start time (ms), the sliding minute;
 - ``<prefix>{key_id}:slots``: a sorted set of lease ids scored by expiry time (ms), the requests in flight.
   The server holding a lease pushes its expiry forward while the request runs; a server that dies stops
   doing so, and its slots are dropped once they expire, so a crash never leaks a slot for good;
+- ``<prefix>{key_id}:reserved``: a sorted set of ``<reservation id>:<tokens>`` scored by expiry time (ms),
+  the tokens set aside by generations in progress, renewed and expired like the slots;
 - ``<prefix>{key_id}:tokens:<UTC day>``: tokens used that day, kept for two days.
 
-Each admission is one Lua script (clean up, check, record), atomic however many servers ask at once. The
-decision is the same as :class:`LocalLimiter`'s (``refusal``), from the counts the script returns.
+Each admission and each reservation is one Lua script (clean up, check, record), atomic however many servers
+ask at once; a reservation is settled (dropped, its real tokens counted) in one transaction. The decision is
+the same as :class:`LocalLimiter`'s (``refusal``, ``token_refusal``), from the counts the scripts return.
 
 Redis lost while running: requests of keys that have limits are refused with 503 (fail closed), since the
 limits can no longer be kept; keys without limits never reach Redis and are served as usual.
@@ -35,6 +38,7 @@ from vlserve.security.principal import Principal
 from vlserve.security.ratelimit import (
     WINDOW_S,
     Lease,
+    Reservation,
     Snapshot,
     limit_headers,
     new_lease_id,
@@ -48,8 +52,21 @@ log = logging.getLogger("vlserve.security")
 TOKEN_TTL_S = 2 * 86400
 WARN_EVERY_S = 10.0
 
-# KEYS: requests, slots, tokens. ARGV: now_ms, window_ms, rpm, concurrent, tokens_per_day, lease_id,
-# slot_expiry_ms, slot_ttl_ms. Returns {admitted, requests, oldest_ms or -1, in_flight, tokens}.
+# Before each script below: the tokens reserved under a key (members "<id>:<tokens>"), expired ones dropped.
+RESERVED = """
+local function reserved_total(key, now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  local total = 0
+  for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    total = total + tonumber(string.match(member, ':(%d+)$'))
+  end
+  return total
+end
+"""
+
+# KEYS: requests, slots, tokens, reserved. ARGV: now_ms, window_ms, rpm, concurrent, tokens_per_day (0: not
+# checked), lease_id, slot_expiry_ms, slot_ttl_ms, 1 when the key has a token budget (its reservations are
+# counted) else 0. Returns {admitted, requests, oldest_ms or -1, in_flight, tokens, reserved}.
 ACQUIRE = """
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -62,8 +79,10 @@ local oldest = -1
 if first[2] then oldest = tonumber(first[2]) end
 local in_flight = redis.call('ZCARD', KEYS[2])
 local tokens = tonumber(redis.call('GET', KEYS[3]) or '0')
+local reserved = 0
+if tonumber(ARGV[9]) > 0 then reserved = reserved_total(KEYS[4], now) end
 local admitted = 1
-if budget > 0 and tokens >= budget then admitted = 0
+if budget > 0 and tokens + reserved >= budget then admitted = 0
 elseif rpm > 0 and requests >= rpm then admitted = 0
 elseif concurrent > 0 and in_flight >= concurrent then admitted = 0 end
 if admitted == 1 then
@@ -76,7 +95,19 @@ if admitted == 1 then
     redis.call('PEXPIRE', KEYS[2], ARGV[8])
   end
 end
-return {admitted, requests, oldest, in_flight, tokens}
+return {admitted, requests, oldest, in_flight, tokens, reserved}
+"""
+
+# KEYS: reserved, tokens. ARGV: now_ms, tokens_per_day, member, expiry_ms, ttl_ms.
+# Returns {reserved now (1) or refused (0), tokens used, tokens reserved before this one}.
+RESERVE = """
+local now, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
+local reserved = reserved_total(KEYS[1], now)
+local tokens = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tokens + reserved >= budget then return {0, tokens, reserved} end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {1, tokens, reserved}
 """
 
 
@@ -129,8 +160,10 @@ class RedisLimiter:
         self._prefix = prefix
         self._slot_ttl_s = slot_ttl_s
         self._clock = clock
-        self._acquire = client.register_script(ACQUIRE)
+        self._acquire = client.register_script(RESERVED + ACQUIRE)
+        self._reserve = client.register_script(RESERVED + RESERVE)
         self._held: dict[str, Lease] = {}  # leases with a slot, whose expiry this server keeps pushing forward
+        self._reservations: dict[str, Reservation] = {}  # reservations this server holds, renewed like the slots
         self._renewer: asyncio.Task | None = None
         self._warned_at = -WARN_EVERY_S
 
@@ -157,6 +190,13 @@ class RedisLimiter:
     def _tokens_key(self, key_id: str, day: str) -> str:
         return f"{self._prefix}{{{key_id}}}:tokens:{day}"
 
+    def _reserved_key(self, key_id: str) -> str:
+        return f"{self._prefix}{{{key_id}}}:reserved"
+
+    @staticmethod
+    def _member(reservation: Reservation) -> str:
+        return f"{reservation.reservation_id}:{reservation.tokens}"
+
     async def acquire(self, principal: Principal, *, spends_tokens: bool = True) -> Lease:
         now = self._clock()
         requests, slots = self._keys(principal.key_id)
@@ -165,18 +205,22 @@ class RedisLimiter:
         budget = principal.tokens_per_day if spends_tokens else 0
         args = [
             round(now * 1000), round(WINDOW_S * 1000), principal.requests_per_minute, principal.concurrent_requests,
-            budget, lease_id, round(now * 1000) + ttl_ms, 2 * ttl_ms,
+            budget, lease_id, round(now * 1000) + ttl_ms, 2 * ttl_ms, 1 if principal.tokens_per_day > 0 else 0,
         ]  # fmt: skip
+        tokens_key, reserved_key = (
+            self._tokens_key(principal.key_id, utc_day(now)),
+            self._reserved_key(principal.key_id),
+        )
         try:
-            admitted, count, oldest, in_flight, tokens = await self._acquire(
-                keys=[requests, slots, self._tokens_key(principal.key_id, utc_day(now))], args=args
+            admitted, count, oldest, in_flight, tokens, reserved = await self._acquire(
+                keys=[requests, slots, tokens_key, reserved_key], args=args
             )
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from None
         self._report(True)
         snap = Snapshot(
             now=now, requests=int(count), oldest=None if int(oldest) < 0 else int(oldest) / 1000,
-            in_flight=int(in_flight), tokens=int(tokens),
+            in_flight=int(in_flight), tokens=int(tokens), reserved=int(reserved),
         )  # fmt: skip
         if not admitted:
             raise refusal(principal, snap, spends_tokens=spends_tokens) or QuotaExceededError(
@@ -206,12 +250,49 @@ class RedisLimiter:
     async def check_tokens(self, principal: Principal) -> None:
         now = self._clock()
         try:
-            used = await self._redis.get(self._tokens_key(principal.key_id, utc_day(now)))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(self._tokens_key(principal.key_id, utc_day(now)))
+                pipe.zrangebyscore(self._reserved_key(principal.key_id), round(now * 1000), "+inf")
+                used, members = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from None
-        refused = token_refusal(principal, Snapshot(now, 0, None, 0, int(used or 0)))
+        self._report(True)
+        reserved = sum(int(member.rsplit(b":", 1)[1]) for member in members)
+        refused = token_refusal(principal, Snapshot(now, 0, None, 0, int(used or 0), reserved))
         if refused is not None:
             raise refused
+
+    async def reserve(self, principal: Principal, tokens: int) -> Reservation:
+        now = self._clock()
+        reservation = Reservation(principal, new_lease_id(), max(0, tokens))
+        now_ms, ttl_ms = round(now * 1000), round(self._slot_ttl_s * 1000)
+        keys = [self._reserved_key(principal.key_id), self._tokens_key(principal.key_id, utc_day(now))]
+        args = [now_ms, principal.tokens_per_day, self._member(reservation), now_ms + ttl_ms, 2 * ttl_ms]
+        try:
+            admitted, used, reserved = await self._reserve(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from None
+        self._report(True)
+        if not admitted:
+            snap = Snapshot(now, 0, None, 0, int(used), int(reserved))
+            raise token_refusal(principal, snap) or QuotaExceededError(
+                f"API key {principal.key_id} is over its tokens for today; retry shortly", headers={"Retry-After": "1"}
+            )  # the second only if the script and token_refusal() ever disagreed
+        self._reservations[reservation.reservation_id] = reservation
+        self._start_renewing()
+        return reservation
+
+    async def settle(self, reservation: Reservation, tokens_used: int) -> None:
+        self._reservations.pop(reservation.reservation_id, None)
+        principal = reservation.principal
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(self._reserved_key(principal.key_id), self._member(reservation))
+                if tokens_used > 0:
+                    self._queue_charge(pipe, principal, tokens_used)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:  # the reservation expires by itself; the tokens are lost
+            log.warning("rate limits: settling the tokens of %s failed: %s", principal.key_id, exc)
 
     async def charge(self, principal: Principal, tokens: int) -> None:
         if tokens <= 0 or principal.tokens_per_day <= 0:
@@ -249,19 +330,25 @@ class RedisLimiter:
             self._renewer = asyncio.create_task(self._renew(), name="vlserve-ratelimit-renew")
 
     async def _renew(self) -> None:
-        """Push the expiry of this server's slots forward while their requests run (stops when none is held)."""
-        while self._held:
+        """Push the expiry of this server's slots and reservations forward while their requests run (stops
+        when none is held)."""
+        while self._held or self._reservations:
             await asyncio.sleep(self._slot_ttl_s / 3)
             expiry = round((self._clock() + self._slot_ttl_s) * 1000)
+            ttl_ms = round(self._slot_ttl_s * 2000)
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for lease in list(self._held.values()):
                         slots = self._keys(lease.principal.key_id)[1]
                         pipe.zadd(slots, {lease.lease_id: expiry}, xx=True)
-                        pipe.pexpire(slots, round(self._slot_ttl_s * 2000))
+                        pipe.pexpire(slots, ttl_ms)
+                    for reservation in list(self._reservations.values()):
+                        reserved = self._reserved_key(reservation.principal.key_id)
+                        pipe.zadd(reserved, {self._member(reservation): expiry}, xx=True)
+                        pipe.pexpire(reserved, ttl_ms)
                     await pipe.execute()
             except (RedisError, OSError) as exc:
-                log.warning("rate limits: renewing request slots failed: %s", exc)
+                log.warning("rate limits: renewing request slots and token reservations failed: %s", exc)
 
     async def close(self) -> None:
         if self._renewer is not None:
@@ -269,4 +356,5 @@ class RedisLimiter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
         self._held.clear()
+        self._reservations.clear()
         await self._redis.aclose()

@@ -9,6 +9,7 @@ not fit is an error status, not an error inside a stream that already answered 2
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import time
@@ -40,6 +41,7 @@ from vlserve.observability.accounting import (
     note_usage,
 )
 from vlserve.observability.stall import StallWatch
+from vlserve.security.token_budget import reserve_generation
 from vlserve.service.admission import Admission, Slot
 from vlserve.structured import OutputFormat, validate_output
 
@@ -82,8 +84,17 @@ def request_text(request: EngineRequest) -> str:
 
 
 class GenerationService:
-    def __init__(self, engine: Engine, media: MediaLoader, *, max_images: int, stall_timeout_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        media: MediaLoader,
+        *,
+        max_images: int,
+        stall_timeout_s: float = 0.0,
+        default_max_tokens: int | None = None,  # the engine's completion limit when a request sets none
+    ) -> None:
         self.engine = engine
+        self.default_max_tokens = default_max_tokens
         self.stalls = StallWatch(stall_timeout_s)  # times every wait for the engine's next delta
         self._media = media
         self.max_images = max_images  # per request, the server's limit
@@ -137,10 +148,22 @@ class GenerationService:
         Raises before returning when the engine refuses the request. The iterator raises
         ModelOutputError, after the text, when a finished answer breaks the requested format. Given the
         request's admission ``slot``, the stream holds it until it ends (or is closed, or collected).
+        Under a key's tokens per day, its worst case is reserved first (QuotaExceededError when the budget is
+        spent or reserved), and settled with the tokens really used when the stream ends.
         """
-        await self.engine.check(prepared, params)
+        held = await reserve_generation(
+            prepared, params, default_max_tokens=self.default_max_tokens, max_model_len=self.engine.info.max_model_len
+        )
+        try:
+            await self.engine.check(prepared, params)
+        except BaseException:
+            if held is not None:
+                await held.settle()
+            raise
         submitted = time.perf_counter()
         deltas = self.stalls.watch(self.engine.generate(prepared, params))
+        if held is not None:  # the innermost wrapper: settled after the usage of the last delta is noted
+            deltas = held.during(deltas)
         if slot is not None:  # started below, so that closing it (or its collection) releases the slot
             deltas = slot.hold_during(deltas)
         try:
@@ -174,7 +197,9 @@ class GenerationService:
                         note_usage(delta.usage)
                     if started is not None:
                         note_timing(started[1] - started[0], time.perf_counter() - started[1])
-                    error = answer_error("".join(text), delta.finish_reason, output)
+                    error = None
+                    if output is not None:  # validation is CPU work as long as the answer and schema: off the loop
+                        error = await asyncio.to_thread(answer_error, "".join(text), delta.finish_reason, output)
                     if error is not None:  # the text so far, then the error instead of a finish
                         if delta.text:
                             yield dataclasses.replace(delta, finish_reason=None, usage=None)

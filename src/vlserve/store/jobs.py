@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from vlserve.store.db import utcnow
@@ -219,13 +219,19 @@ class JobStore:
 
     def still_wanted(self, page_id: int, worker: str) -> bool:
         """Whether ``worker`` still holds the page and its job is not cancelled."""
+        return page_id in self.wanted(worker, [page_id])
+
+    def wanted(self, worker: str, page_ids: Sequence[int]) -> set[int]:
+        """Of ``page_ids``, those ``worker`` still holds and whose job is not cancelled: one query for all the
+        pages a worker is reading (a page missing from the answer is no longer worth reading)."""
+        if not page_ids:
+            return set()
         with self._sessions() as session:
-            return bool(
-                session.scalar(
-                    select(func.count())
-                    .select_from(Page)
+            return set(
+                session.scalars(
+                    select(Page.id)
                     .join(Document)
-                    .where(Page.id == page_id, Page.worker == worker, Page.status == "running")
+                    .where(Page.id.in_(page_ids), Page.worker == worker, Page.status == "running")
                     .where(Document.status == "running")
                 )
             )

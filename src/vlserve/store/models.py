@@ -7,6 +7,7 @@ finished page is never recomputed and a page of a dead worker is picked up again
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
@@ -15,6 +16,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, rel
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 PAGE_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 ENDED = ("succeeded", "failed", "cancelled")
+DOCUMENT_ID_PATTERN = r"^doc_[0-9a-f]{24}$"  # every job id: doc_ and 24 hex digits (new_document_id)
+
+
+def new_document_id() -> str:
+    return f"doc_{uuid.uuid4().hex[:24]}"
 
 
 class Base(DeclarativeBase):
@@ -133,3 +139,7 @@ class AuditRecord(Base):
     client: Mapped[str | None] = mapped_column(String(64))
     image_hashes: Mapped[str | None] = mapped_column(Text)  # JSON list of "sha256:<hex>"
     content_json: Mapped[str | None] = mapped_column(Text)  # prompt text and images, only with audit_content
+    # The job (doc_…) or other resource the request named or created; a document page: doc_…/pages/N.
+    resource: Mapped[str | None] = mapped_column(String(128), index=True)
+    # How many requests the record stands for: None is one; refusals without a valid key are tallied.
+    count: Mapped[int | None] = mapped_column(Integer)

@@ -4,6 +4,10 @@
 "schema"}}`` for an object valid under a JSON Schema. Decoding is constrained by a grammar compiled from
 the schema (``vlserve.engine.grammar``); :func:`validate_output` then checks the finished answer with
 ``jsonschema``, which also covers the keywords a grammar cannot express.
+
+A schema, and an answer, nest at most ``max_json_depth`` levels (:mod:`vlserve.jsonlimits`), and a
+schema's references resolve only inside it (:mod:`vlserve.structured.refs`): nothing is ever fetched.
+Both checks are CPU work proportional to the schema; callers on the event loop run them in a thread.
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import SchemaError, best_match
+from referencing.exceptions import Unresolvable
 
 from vlserve.errors import ClientError
+from vlserve.jsonlimits import DEFAULT_MAX_DEPTH, JSONTooDeepError, deeper_than, loads, too_deep
+from vlserve.structured.refs import NO_RETRIEVAL, check_references
 
 __all__ = ["ANY_OBJECT", "OutputFormat", "parse_response_format", "validate_output"]
 
@@ -28,14 +35,16 @@ _PARAM = "response_format"
 
 @dataclass(frozen=True)
 class OutputFormat:
-    """A JSON answer, optionally under a schema; ``schema_json`` is canonical so equal schemas compare equal."""
+    """A JSON answer, optionally under a schema; ``schema_json`` is canonical so equal schemas compare equal.
+    An answer nests at most ``max_depth`` levels (the server's ``max_json_depth``)."""
 
     name: str
     schema_json: str
+    max_depth: int = DEFAULT_MAX_DEPTH
 
     @classmethod
-    def of(cls, name: str, schema: dict[str, Any]) -> OutputFormat:
-        return cls(name, json.dumps(schema, sort_keys=True, ensure_ascii=False))
+    def of(cls, name: str, schema: dict[str, Any], max_depth: int = DEFAULT_MAX_DEPTH) -> OutputFormat:
+        return cls(name, json.dumps(schema, sort_keys=True, ensure_ascii=False), max_depth)
 
     @cached_property
     def schema(self) -> dict[str, Any]:
@@ -52,19 +61,24 @@ def _validator_class(schema: dict[str, Any]) -> type:
     return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
 
 
-def check_schema(schema: Any, param: str) -> None:
-    """ClientError naming the problem unless ``schema`` is a JSON Schema object (any draft it declares)."""
+def check_schema(schema: Any, param: str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+    """ClientError naming the problem unless ``schema`` is a JSON Schema object (any draft it declares),
+    at most ``max_depth`` levels deep, whose references all point inside it."""
     if not isinstance(schema, dict):
         raise ClientError(f"{param} must be a JSON Schema object, got {type(schema).__name__}", param=param)
+    if deeper_than(schema, max_depth):  # first: jsonschema recurses once per level
+        raise too_deep(param, max_depth)
+    validator = _validator_class(schema)
     try:
-        _validator_class(schema).check_schema(schema)
+        validator.check_schema(schema)
     except SchemaError as exc:
         raise ClientError(
             f"{param} is not a valid JSON Schema: {exc.message} (at {_where(exc.path)})", param=param
         ) from None
+    check_references(schema, validator, param)
 
 
-def parse_response_format(value: dict[str, Any] | None) -> OutputFormat | None:
+def parse_response_format(value: dict[str, Any] | None, *, max_depth: int = DEFAULT_MAX_DEPTH) -> OutputFormat | None:
     """The requested format (None for plain text); ClientError naming what is wrong with it."""
     if value is None:
         return None
@@ -72,7 +86,7 @@ def parse_response_format(value: dict[str, Any] | None) -> OutputFormat | None:
     if kind == "text":
         return None
     if kind == "json_object":
-        return OutputFormat.of("json_object", ANY_OBJECT)
+        return OutputFormat.of("json_object", ANY_OBJECT, max_depth)
     if kind != "json_schema":
         raise ClientError(
             f"{_PARAM}.type must be 'text', 'json_object' or 'json_schema', got {kind!r}", param=f"{_PARAM}.type"
@@ -90,17 +104,24 @@ def parse_response_format(value: dict[str, Any] | None) -> OutputFormat | None:
             param=f"{_PARAM}.json_schema.name",
         )
     schema = spec.get("schema", ANY_OBJECT)
-    check_schema(schema, f"{_PARAM}.json_schema.schema")
-    return OutputFormat.of(name, schema)
+    check_schema(schema, f"{_PARAM}.json_schema.schema", max_depth=max_depth)
+    return OutputFormat.of(name, schema, max_depth)
 
 
 def validate_output(text: str, output: OutputFormat) -> str | None:
-    """None when ``text`` is one JSON value valid under ``output``; else what is wrong, in a sentence."""
+    """None when ``text`` is one JSON value valid under ``output``; else what is wrong, in a sentence.
+    CPU work for as long as the answer and the schema make it: call it in a thread from async code."""
     try:
-        value = json.loads(text)
+        value = loads(text, output.max_depth)
+    except JSONTooDeepError:
+        return f"the answer nests more than {output.max_depth} levels deep (VLSERVE_MAX_JSON_DEPTH)"
     except json.JSONDecodeError as exc:
         return f"the answer is not valid JSON: {exc.msg} at character {exc.pos}"
-    error = best_match(_validator_class(output.schema)(output.schema).iter_errors(value))
+    validator = _validator_class(output.schema)(output.schema, registry=NO_RETRIEVAL)  # references never fetched
+    try:
+        error = best_match(validator.iter_errors(value))
+    except Unresolvable as exc:  # a schema stored before its references were checked (a queued document job)
+        return f"the schema's reference {exc.ref!r} does not resolve inside it (references are never fetched)"
     if error is None:
         return None
     return f"the answer does not match the schema: {error.message} (at {_where(error.absolute_path)})"

@@ -4,7 +4,9 @@ The engine asks for the upstream's stream (``stream_options.include_usage``) whe
 streams, so that tokens coming back show the upstream is progressing (the stalled-engine check); a
 whole, non-streamed answer is read as well. A chat goes to ``/chat/completions``, a raw text prompt to
 ``/completions``; the answers differ only in where the text is (``message.content`` / ``delta.content``
-vs ``text``) and in the shape of the log probabilities, so one reader serves both.
+vs ``text``) and in the shape of the log probabilities, so one reader serves both. A reply is parsed
+under the server's depth rule (:mod:`vlserve.jsonlimits`, its default 32 levels): one nested deeper is
+not an answer (502), never a RecursionError.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from vlserve.engine.base import ChatTurn, Delta, EngineRequest, SamplingParams, TokenLogprob, ToolCallDelta, Usage
 from vlserve.errors import ClientError, RateLimitError, UpstreamError, VLServeError
+from vlserve.jsonlimits import DEFAULT_MAX_DEPTH, loads
 from vlserve.structured import OutputFormat
 from vlserve.structured.formats import ANY_OBJECT
 
@@ -128,7 +131,7 @@ def upstream_error(
 def _envelope(payload: bytes) -> tuple[str, str | None, str | None, str | None]:
     """(message, param, code, type) of an OpenAI error body, or of vLLM's older flat one."""
     try:
-        body = json.loads(payload or b"null")
+        body = loads(payload or b"null", DEFAULT_MAX_DEPTH)  # too deep is a ValueError, like bad JSON
     except ValueError:
         return payload[:300].decode("utf-8", "replace").strip(), None, None, None
     if not isinstance(body, dict):
@@ -147,7 +150,7 @@ def _envelope(payload: bytes) -> tuple[str, str | None, str | None, str | None]:
 def completion_deltas(payload: bytes, image_tokens: int) -> list[Delta]:
     """A whole (non-streamed) answer as deltas: the text (tool calls, logprobs), then the finish with the usage."""
     try:
-        body = json.loads(payload)
+        body = loads(payload, DEFAULT_MAX_DEPTH)
         choice = body["choices"][0]
         answer = _answer(choice, choice["message"] if "text" not in choice else {})
         reason = _finish_reason(choice.get("finish_reason") or "stop")
@@ -234,7 +237,7 @@ class ChunkReader:
             yield from self.end()
             return
         try:
-            chunk = json.loads(data)
+            chunk = loads(data, DEFAULT_MAX_DEPTH)
         except ValueError:
             raise UpstreamError("the upstream sent a stream event that is not JSON") from None
         if "error" in chunk or chunk.get("object") == "error":

@@ -158,6 +158,7 @@ class TransformersEngine:
             raise ClientError(
                 f"logit_bias names token id {outside[0]}, outside this model's vocabulary (0-{vocab - 1})",
                 param="logit_bias",
+                code="token_out_of_vocabulary",
             )
 
     async def check_output(self, output: OutputFormat) -> None:

@@ -64,7 +64,11 @@ class GrammarCache:
 def _unenforceable(what: str, exc: Exception, param: str) -> ClientError:
     text = str(exc).strip()
     reason = _NATIVE_PREFIX.sub("", text.splitlines()[0] if text else "")
-    return ClientError(f"{what} cannot be enforced while decoding: {reason or type(exc).__name__}", param=param)
+    return ClientError(
+        f"{what} cannot be enforced while decoding: {reason or type(exc).__name__}",
+        param=param,
+        code="unenforceable_schema",
+    )
 
 
 class GrammarMask(LogitsProcessor):
