@@ -188,7 +188,12 @@ def percentiles(values: list[float]) -> str:
         return "-"
     values = sorted(values)
     pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
-    return f"{pick(0.5) * 1000:.0f} / {pick(0.95) * 1000:.0f} / {pick(0.99) * 1000:.0f} / {values[-1] * 1000:.0f}"
+    return " / ".join(_ms(v) for v in (pick(0.5), pick(0.95), pick(0.99), values[-1]))
+
+
+def _ms(seconds: float) -> str:
+    """Milliseconds, with a decimal below 10 ms (a refusal's cost is a fraction of one)."""
+    return f"{seconds * 1000:.1f}" if seconds < 0.01 else f"{seconds * 1000:.0f}"
 
 
 def report(outcomes: list[Outcome], elapsed: float, rate: float, multiple: float, rss: list[float]) -> None:

@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from vlserve import __version__
 from vlserve.api import chat, completions, docs, documents, health, metrics, models, unserved, vision
+from vlserve.api.admission_gate import AdmissionGate
 from vlserve.api.body_limit import BodyLimitMiddleware
 from vlserve.api.cors import cors_options
 from vlserve.api.errors import install_error_handlers
@@ -59,6 +60,7 @@ def build_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     )
     # Pure-ASGI middleware, innermost first (each add_middleware wraps the ones before it).
     app.add_middleware(JSONDepthMiddleware, settings=settings)  # a JSON body too deep never reaches the parser
+    app.add_middleware(AdmissionGate)  # a generation request holds a place with the engine, or is refused at once
     app.add_middleware(QuotaMiddleware)  # inside auth: limits the key auth found
     app.add_middleware(AuthMiddleware, settings=settings)
     app.add_middleware(BodyLimitMiddleware, settings=settings)  # bodies counted as they arrive

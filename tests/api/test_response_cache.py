@@ -112,11 +112,20 @@ def test_errors_are_not_cached(cached, engine) -> None:
     assert [cached.post(CHAT, json=chat()).headers[HEADER] for _ in range(2)] == ["miss", "hit"]
 
 
-def test_a_hit_takes_no_place_with_the_engine(cached, engine) -> None:
+def test_a_hit_gives_back_the_place_held_for_it_and_a_full_engine_refuses_before_reading(cached, engine) -> None:
     assert cached.post(CHAT, json=chat()).status_code == 200
-    engine.max_inflight = 0  # every place taken: any computed request is refused
-    assert cached.post(CHAT, json=chat("another question")).status_code == 429
-    assert cached.post(CHAT, json=chat()).headers[HEADER] == "hit"
+    admission = cached.app.state.vlserve.generation.admission
+    engine.max_inflight = 2
+    with admission.admit():  # one of the two places taken by a request in progress
+        for _ in range(3):
+            assert cached.post(CHAT, json=chat()).headers[HEADER] == "hit"
+        assert (admission.in_use, admission.held) == (1, 0), "a hit holds no place once answered"
+        assert cached.post(CHAT, json=chat("another question")).status_code == 200  # the other place was free
+        engine.max_inflight = 1  # every place taken: refused at the edge, before the body is read
+        refused = cached.post(CHAT, content=b"{not even json", headers={"Content-Type": "application/json"})
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "queue_full"
+        assert refused.headers["retry-after"] == "1"
+    assert (admission.in_use, admission.held) == (0, 0)
 
 
 def test_text_completions_are_cached_too(cached, engine) -> None:

@@ -12,6 +12,7 @@ from vlserve.engine.base import ChatTurn, EngineRequest, SamplingParams
 from vlserve.errors import ClientError, RateLimitError
 from vlserve.media import ImageFetcher, ImageLimits, MediaLoader
 from vlserve.service import GenerationService
+from vlserve.service.admission import Admission, current_ticket
 
 REQUEST = EngineRequest((ChatTurn.user("tell me about the sea"),))
 
@@ -86,3 +87,25 @@ def test_a_request_that_fails_before_its_stream_gives_its_place_back():
         assert service.admission.in_use == 0
 
     run(test)
+
+
+def test_a_place_held_at_the_edge_counts_becomes_the_requests_slot_and_is_given_back_once():
+    admission = Admission(lambda: 2)
+    ticket = admission.hold()
+    other = admission.hold()
+    with pytest.raises(RateLimitError):  # both places held: a third request is refused at the edge
+        admission.hold()
+    with pytest.raises(RateLimitError):  # and so is work without a ticket (a document page)
+        admission.admit()
+    token = current_ticket.set(ticket)
+    try:
+        slot = admission.admit()  # the held place becomes the slot: no second place taken
+    finally:
+        current_ticket.reset(token)
+    assert (admission.in_use, admission.held) == (1, 1)
+    ticket.release()  # the request ended: the slot is its place now, nothing more to give back
+    other.release()
+    other.release()
+    assert (admission.in_use, admission.held) == (1, 0)
+    slot.release()
+    assert (admission.in_use, admission.held) == (0, 0)

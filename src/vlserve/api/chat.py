@@ -13,7 +13,7 @@ from vlserve.api.content import parse_messages
 from vlserve.api.protocol import ChatCompletionRequest
 from vlserve.api.refusals import refuse_unserved
 from vlserve.api.request_limits import LimitsDep, check_chat
-from vlserve.api.sampling import sampling_params
+from vlserve.api.sampling import has_schemas, sampling_params
 from vlserve.api.state import AnswersDep, RequestIdDep, caller_id
 from vlserve.api.tools import tool_fields
 from vlserve.engine.base import EngineRequest
@@ -33,9 +33,14 @@ async def create_chat_completion(
     model = service.check_model(body.model)
     refuse_unserved(body)
     check_chat(body, limits)
-    # The answer format's and the tools' schemas are checked in a thread: CPU work as long as they are.
-    params = await asyncio.to_thread(sampling_params, body, max_depth=limits.max_json_depth)
-    tools = await asyncio.to_thread(tool_fields, body, max_depth=limits.max_json_depth)
+    # The answer format's and the tools' schemas are checked in a thread: CPU work as long as they are. A request
+    # without any is read on the event loop: a hop to a busy thread pool would be most of what refusing it costs.
+    if has_schemas(body):
+        params = await asyncio.to_thread(sampling_params, body, max_depth=limits.max_json_depth)
+        tools = await asyncio.to_thread(tool_fields, body, max_depth=limits.max_json_depth)
+    else:
+        params = sampling_params(body, max_depth=limits.max_json_depth)
+        tools = tool_fields(body, max_depth=limits.max_json_depth)
     turns, refs = parse_messages(body.messages, max_images=service.max_images)
     ask = Ask(
         "chat", EngineRequest(tuple(turns), **tools), params, body.stream, refs, caller=caller_id(raw),

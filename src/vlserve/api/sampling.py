@@ -40,6 +40,14 @@ def _guided_json(value: dict[str, Any] | str, max_depth: int) -> OutputFormat:
     return OutputFormat.of("guided_json", value, max_depth)
 
 
+def has_schemas(request: ChatCompletionRequest) -> bool:
+    """Whether the request carries JSON Schemas to check (an answer format, guided_json, tools): CPU work as
+    long as they are, for a worker thread; without any, reading the request's options costs microseconds."""
+    answer_format = request.response_format
+    schema = answer_format is not None and answer_format.json_schema is not None
+    return bool(request.tools) or request.guided_json is not None or schema
+
+
 def output_format(request: ChatCompletionRequest, *, max_depth: int) -> OutputFormat | None:
     """The requested answer format: ``response_format``, or vLLM's legacy ``guided_json`` translated; its
     schema checked (CPU work as long as the schema: call this in a thread from async code)."""

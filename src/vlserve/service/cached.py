@@ -26,6 +26,7 @@ from vlserve.engine.base import Delta, EngineRequest, SamplingParams, ToolCallDe
 from vlserve.media import MediaRef
 from vlserve.media.sources import EncodedImage
 from vlserve.observability.accounting import note_cache, note_image, note_model, note_text
+from vlserve.service.admission import release_ticket
 from vlserve.service.generation import Completion, GenerationService, assemble_tool_calls, request_text
 from vlserve.settings import Settings
 
@@ -143,6 +144,7 @@ class CachedGeneration:
             flight = self._flights.get(key)
             if flight is None:
                 break
+            release_ticket()  # it waits for the leader's answer, holding no place with the engine
             result = await asyncio.shield(flight)  # a waiter cancelled (its client gone) leaves the flight be
             if isinstance(result, tuple):
                 return self._replay(ask, images, result, "coalesced")
@@ -175,6 +177,7 @@ class CachedGeneration:
             return None
 
     def _replay(self, ask: Ask, images: Sequence[EncodedImage], deltas: tuple[Delta, ...], outcome: str) -> Answer:
+        release_ticket()  # answered without the engine: the place held for it is free for others
         note_cache(outcome)
         note_model(self.service.engine.info.id)
         for image in images:  # the audit record names what was sent, answered from the cache or not
