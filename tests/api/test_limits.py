@@ -143,6 +143,29 @@ def test_tool_call_arguments_nested_thousands_deep_are_a_400_not_a_500(api, engi
     assert engine.prepared == 0
 
 
+def wide_schema(fields: int) -> dict:
+    """An object schema of ``fields`` string properties: about 60 characters of JSON each."""
+    properties = {f"field_{i:05d}": {"type": "string", "maxLength": 40} for i in range(fields)}
+    return {"type": "object", "properties": properties}
+
+
+def test_json_schemas_over_the_size_limit_are_refused_before_they_are_checked(make_client):
+    engine = FakeEngine()
+    client = make_client(engine, max_body_bytes=8 * 1024 * 1024)
+    huge = {"type": "json_schema", "json_schema": {"name": "x", "schema": wide_schema(3000)}}  # about 180 KB
+    r = client.post("/v1/chat/completions", json=chat("hi", response_format=huge))
+    assert_error(r, 400, code="schema_too_large", param="response_format.json_schema.schema", says="131072")
+    tools = [{"type": "function", "function": {"name": f"f{i}", "parameters": wide_schema(1500)}} for i in range(3)]
+    r = client.post("/v1/chat/completions", json=chat("hi", tools=tools))  # about 80 KB each: the second is past
+    assert_error(r, 400, code="schema_too_large", param="tools[1].function.parameters", says="in all")
+    r = client.post("/v1/documents", files=[("file", ("p.png", solid((8, 8)), "image/png"))],
+                    data={"json_schema": json.dumps(wide_schema(2500))})  # fmt: skip
+    assert_error(r, 400, code="schema_too_large", param="json_schema")
+    assert engine.outputs == [], "no schema reached the engine's grammar compiler"
+    small = {"type": "json_schema", "json_schema": {"name": "x", "schema": wide_schema(100)}}
+    assert client.post("/v1/chat/completions", json=chat("hi", response_format=small)).status_code == 200
+
+
 def test_text_over_the_character_limit_is_refused_before_tokenising(api, engine):
     r = api.post("/v1/chat/completions", json=chat([{"type": "text", "text": "word " * 300}] * 2))
     assert_error(r, 400, code="context_length_exceeded", param="messages", says="VLSERVE_MAX_PROMPT_CHARS")

@@ -107,13 +107,14 @@ _CONTEXT = (
 )
 _VOCABULARY = "a logit_bias token id is outside the model's vocabulary (token_out_of_vocabulary)"
 _GRAMMAR = "a JSON Schema uses what cannot be enforced while decoding (unenforceable_schema)"
+_SIZE = "its JSON Schemas have more than 131072 characters in all (schema_too_large)"
 _BEYOND_THE_SCHEMA: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
     ("post", "/v1/chat/completions"): (
         f"A request the schema allows is still refused when {_CONTEXT}, when its text in all is over "
         "VLSERVE_MAX_PROMPT_CHARS (context_length_exceeded) or its images in all over "
         "VLSERVE_MAX_IMAGES_PER_REQUEST (too_many_images), when two tools share a name (duplicate_tool_name) or "
-        f"tool_choice names none of them (unknown_tool), when {_VOCABULARY}, when {_GRAMMAR}, or when JSON nests "
-        "deeper than VLSERVE_MAX_JSON_DEPTH (json_too_deep).",
+        f"tool_choice names none of them (unknown_tool), when {_VOCABULARY}, when {_GRAMMAR}, when {_SIZE}, or "
+        "when JSON nests deeper than VLSERVE_MAX_JSON_DEPTH (json_too_deep).",
         (
             "context_length_exceeded",
             "too_many_images",
@@ -121,9 +122,10 @@ _BEYOND_THE_SCHEMA: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
             "unknown_tool",
             "token_out_of_vocabulary",
             "unenforceable_schema",
+            "schema_too_large",
             "json_too_deep",
         ),
-    ),  # fmt: skip
+    ),
     ("post", "/v1/completions"): (
         f"A request the schema allows is still refused when {_CONTEXT}, or when {_VOCABULARY}.",
         ("context_length_exceeded", "token_out_of_vocabulary"),
@@ -134,9 +136,10 @@ _BEYOND_THE_SCHEMA: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
     ),
     ("post", "/v1/documents"): (
         "A request the schema allows is still refused when 'pages' names pages the document does not have "
-        f"(page_out_of_range), when a PDF comes with other files (mixed_upload), when {_GRAMMAR}, or when the "
-        "json_schema nests deeper than VLSERVE_MAX_JSON_DEPTH (json_too_deep).",
-        ("page_out_of_range", "mixed_upload", "unenforceable_schema", "json_too_deep"),
+        f"(page_out_of_range), when a PDF comes with other files (mixed_upload), when {_GRAMMAR}, when "
+        f"{_SIZE.replace('its JSON Schemas have', 'the json_schema has').replace(' in all', '')}, or when it "
+        "nests deeper than VLSERVE_MAX_JSON_DEPTH (json_too_deep).",
+        ("page_out_of_range", "mixed_upload", "unenforceable_schema", "schema_too_large", "json_too_deep"),
     ),
 }
 

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from vlserve.api.protocol import ChatCompletionRequest, NamedToolChoice
 from vlserve.errors import ClientError
-from vlserve.structured.formats import check_schema
+from vlserve.structured.formats import MAX_SCHEMA_CHARS, check_schema
 
 _CHOICES = ("none", "auto", "required")
 
@@ -32,9 +32,11 @@ def tool_fields(body: ChatCompletionRequest, *, max_depth: int) -> dict[str, Any
     tools together with response_format. The schemas are CPU work: call this in a thread from async code."""
     tools = tuple(tool.model_dump(exclude_none=True) for tool in body.tools or ())
     names = [tool["function"]["name"] for tool in tools]
+    room = MAX_SCHEMA_CHARS  # the tools' parameter schemas together
     for i, tool in enumerate(tools):
         if "parameters" in tool["function"]:
-            check_schema(tool["function"]["parameters"], f"tools[{i}].function.parameters", max_depth=max_depth)
+            param = f"tools[{i}].function.parameters"
+            room -= check_schema(tool["function"]["parameters"], param, max_depth=max_depth, room=room)
         if names.index(tool["function"]["name"]) != i:
             raise ClientError(
                 f"two tools are named {names[i]!r}; names must differ",

@@ -7,7 +7,9 @@ the schema (``vlserve.engine.grammar``); :func:`validate_output` then checks the
 
 A schema, and an answer, nest at most ``max_json_depth`` levels (:mod:`vlserve.jsonlimits`), and a
 schema's references resolve only inside it (:mod:`vlserve.structured.refs`): nothing is ever fetched.
-Both checks are CPU work proportional to the schema; callers on the event loop run them in a thread.
+Both checks are CPU work proportional to the schema (about 7 s per MB of JSON Schema), so a request's
+schemas have at most :data:`MAX_SCHEMA_CHARS` characters of JSON in all, and callers on the event loop
+run the checks in a thread.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from vlserve.structured.refs import NO_RETRIEVAL, check_references
 __all__ = ["ANY_OBJECT", "OutputFormat", "parse_response_format", "validate_output"]
 
 ANY_OBJECT = {"type": "object"}
+# The JSON text of a request's schemas, in all: more than OpenAI's structured outputs take, and about a second of
+# checking and compiling. Without it one request could hold a worker thread for minutes (a 30 MB schema).
+MAX_SCHEMA_CHARS = 128 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PARAM = "response_format"
 
@@ -61,13 +66,43 @@ def _validator_class(schema: dict[str, Any]) -> type:
     return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
 
 
-def check_schema(schema: Any, param: str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+def json_chars(value: Any, limit: int) -> int:
+    """The characters of ``value``'s JSON text, near enough (strings, keys and a few per item), counted only
+    until they pass ``limit``: a huge value costs no more to measure than ``limit`` does."""
+    total, stack = 0, [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        if isinstance(item, dict):
+            total += 2 + sum(len(str(key)) + 4 for key in item)
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            total += 2 + len(item)
+            stack.extend(item)
+        else:
+            total += len(item) + 2 if isinstance(item, str) else 8
+    return total
+
+
+def schema_too_large(param: str) -> ClientError:
+    return ClientError(
+        f"{param} brings the request's JSON Schemas past {MAX_SCHEMA_CHARS} characters of JSON in all; send "
+        "smaller schemas (checking and compiling them takes about a second per 100,000 characters)",
+        param=param,
+        code="schema_too_large",
+    )
+
+
+def check_schema(schema: Any, param: str, *, max_depth: int = DEFAULT_MAX_DEPTH, room: int = MAX_SCHEMA_CHARS) -> int:
     """ClientError naming the problem unless ``schema`` is a JSON Schema object (any draft it declares),
-    at most ``max_depth`` levels deep, whose references all point inside it."""
+    at most ``max_depth`` levels deep and ``room`` characters of JSON, whose references all point inside it.
+    Returns its characters, for a request with several schemas to count against :data:`MAX_SCHEMA_CHARS`."""
     if not isinstance(schema, dict):
         raise ClientError(f"{param} must be a JSON Schema object, got {type(schema).__name__}", param=param)
     if deeper_than(schema, max_depth):  # first: jsonschema recurses once per level
         raise too_deep(param, max_depth)
+    chars = json_chars(schema, room)
+    if chars > room:
+        raise schema_too_large(param)
     validator = _validator_class(schema)
     try:
         validator.check_schema(schema)
@@ -76,6 +111,7 @@ def check_schema(schema: Any, param: str, *, max_depth: int = DEFAULT_MAX_DEPTH)
             f"{param} is not a valid JSON Schema: {exc.message} (at {_where(exc.path)})", param=param
         ) from None
     check_references(schema, validator, param)
+    return chars
 
 
 def parse_response_format(value: dict[str, Any] | None, *, max_depth: int = DEFAULT_MAX_DEPTH) -> OutputFormat | None:
