@@ -91,6 +91,18 @@ def test_serve_with_the_vllm_engine_but_no_vllm_says_how_to_install_it_in_one_li
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 2
 
 
+def test_a_setting_out_of_range_or_against_another_is_one_line_naming_it(monkeypatch):
+    monkeypatch.setenv("VLSERVE_DECODE_BUDGET_PIXELS", "100")
+    budget = runner.invoke(app, ["serve"])
+    monkeypatch.delenv("VLSERVE_DECODE_BUDGET_PIXELS")
+    monkeypatch.setenv("VLSERVE_BODY_TIMEOUT_S", "0")
+    timeout = runner.invoke(app, ["serve"])
+    for result, says in ((budget, "invalid settings: decode_budget_pixels (100) must be at least max_image_pixels"),
+                         (timeout, "invalid settings: body_timeout_s: Input should be greater than 0")):  # fmt: skip
+        assert result.exit_code == 2 and result.output.strip().splitlines() == [result.output.strip()]
+        assert result.output.startswith(says), result.output
+
+
 def test_serve_explains_engine_mistakes_in_one_line():
     missing = runner.invoke(app, ["serve", "--engine", "remote"])
     assert missing.exit_code == 2 and "needs at least one upstream" in missing.output

@@ -49,8 +49,9 @@ def _problems(exc: ValueError) -> str:
         return str(exc)
     parts = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error.get("loc", ())) or "settings"
-        parts.append(f"{where}: {str(error.get('msg', 'invalid')).removeprefix('Value error, ')}")
+        where = ".".join(str(p) for p in error.get("loc", ()))  # none: a rule across settings, which it names
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
 
 
