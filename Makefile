@@ -15,8 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
+# `make serve MODEL=qwen3-vl-2b` (a catalogue name or a hub id) pulls the model first (resumed, or nothing fetched
+# when it is there and whole), then serves it; without MODEL, the bundled demo model.
 serve: setup
-	$(BIN)/vlserve serve
+	$(if $(MODEL),$(BIN)/vlserve pull '$(MODEL)' && )$(BIN)/vlserve serve $(if $(MODEL),--model '$(MODEL)')
 
 # The tests use the real PostgreSQL and Redis on loopback; start them where this machine has them but they are down.
 services: promtool

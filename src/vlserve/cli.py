@@ -1,4 +1,4 @@
-"""The `vlserve` command: serve, ask, doc, demo."""
+"""The `vlserve` command: serve, ask, doc, demo; keys and audit (cli_keys), the model commands (cli_models)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from vlserve.cli_keys import audit_command, keys_app
+from vlserve.cli_models import register as register_model_commands
 from vlserve.settings import Settings
 
 app = typer.Typer(help="vlserve: serve Qwen-VL vision-language models.", no_args_is_help=True, add_completion=False)
@@ -37,7 +38,8 @@ def _default(name: str) -> str:
 
 
 ModelOpt = Annotated[
-    Path | None, typer.Option("--model", help=_help("Local checkpoint directory.", "the bundled demo model"))
+    Path | None,
+    typer.Option("--model", help=_help("Checkpoint directory, or a pulled model's name or hub id.", "the demo model")),
 ]
 
 
@@ -66,7 +68,11 @@ def _settings(**overrides: object) -> Settings:
 def ensure_model(settings: Settings) -> Path:
     """The checkpoint to serve; builds the demo model on first use when none is configured."""
     from vlserve.engine.checkpoint_files import CheckpointError, read_config
+    from vlserve.models.local import pull_hint
 
+    if settings.model is not None and (hint := pull_hint(settings.model, settings.data_dir)) is not None:
+        console.print(f"[red]cannot serve:[/red] {escape(hint)}", highlight=False)
+        raise typer.Exit(2)
     model_dir = settings.model_dir()
     if settings.model is None and not (model_dir / "config.json").is_file():
         from vlserve.demo import build_random_model
@@ -120,9 +126,7 @@ def check_tracing() -> None:
 
 @app.command()
 def serve(
-    model: Annotated[
-        Path | None, typer.Option("--model", help=_help("Local checkpoint directory.", "the bundled demo model"))
-    ] = None,
+    model: ModelOpt = None,
     host: Annotated[
         str | None, typer.Option(help=_help("Listen address; any but loopback turns API keys on.", _default("host")))
     ] = None,
@@ -355,14 +359,40 @@ def demo_build(
     out: Annotated[Path | None, typer.Option(help="Output directory \\[default: ~/.cache/vlserve/models/…].")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Rebuild even if it exists.")] = False,
+    shape: Annotated[
+        str | None,
+        typer.Option(
+            help="A released architecture to fill with random bfloat16 weights instead: qwen3-vl-2b (4.3 GB) or "
+            "qwen3-vl-4b (8.9 GB); written to ~/.cache/vlserve/models/random-SHAPE unless --out is given."
+        ),
+    ] = None,
 ) -> None:
-    """Write the tiny random-weight Qwen3-VL-MoE checkpoint (the test fixture and default model)."""
-    from vlserve.demo import build_random_model
+    """Write the tiny random-weight Qwen3-VL-MoE checkpoint (the test fixture and default model), or with
+    --shape a random-weight checkpoint at a released model's exact architecture, for measuring speed and memory."""
+    if shape is None:
+        from vlserve.demo import build_random_model
 
-    target = out or Settings().random_demo_dir()
-    with console.status(f"building the demo model in {target} …"):
-        path = build_random_model(target, seed=seed, overwrite=overwrite)
-    console.print(f"demo model ready: {path}")
+        target = out or Settings().random_demo_dir()
+        with console.status(f"building the demo model in {target} …"):
+            path = build_random_model(target, seed=seed, overwrite=overwrite)
+        console.print(f"demo model ready: {path}")
+        return
+    from vlserve.demo.build_shape import NotEnoughSpaceError, build_shape_model
+    from vlserve.demo.shapes import UnknownShapeError, shape_config
+
+    try:
+        shape_config(shape)
+    except UnknownShapeError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    target = out or Settings().data_dir / "models" / f"random-{shape}"
+    try:
+        with console.status(f"building a random-weight {shape} in {target} …"):
+            path = build_shape_model(target, shape, seed=seed, overwrite=overwrite)
+    except (NotEnoughSpaceError, FileExistsError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    console.print(f"{shape} (random weights) ready: {path}")
 
 
 @demo_app.command("train")
@@ -438,6 +468,7 @@ def demo_eval(
 
 app.add_typer(keys_app, name="keys")
 app.command("audit")(audit_command)
+register_model_commands(app)
 
 if __name__ == "__main__":
     app()

@@ -50,8 +50,8 @@ class Settings(BaseSettings):
     # --- model and engine -------------------------------------------------------------------
     model: Path | None = Field(
         default=None,
-        description="Local checkpoint directory (Qwen3-VL, Qwen3-VL-MoE or Qwen2.5-VL). "
-        "Unset: the bundled chart-reading demo model.",
+        description="Local checkpoint directory (Qwen3-VL, Qwen3-VL-MoE or Qwen2.5-VL), or a model pulled with "
+        "vlserve pull, by its catalogue name (qwen3-vl-2b) or hub id. Unset: the bundled chart-reading demo model.",
     )
     served_model_name: str | None = Field(
         default=None, description="Model id clients send; defaults to the checkpoint directory name."
@@ -65,7 +65,9 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto", description="auto: bfloat16 on CUDA, float32 on CPU."
     )
-    data_dir: Path = Field(default_factory=default_data_dir, description="Where built demo models live.")
+    data_dir: Path = Field(
+        default_factory=default_data_dir, description="Where pulled models (models/NAME) and built demo models live."
+    )
 
     # --- scheduling --------------------------------------------------------------------------
     max_batch_size: int = Field(default=4, ge=1, le=256, description="Requests decoded together per step.")
@@ -439,9 +441,12 @@ class Settings(BaseSettings):
         return self.require_auth if self.require_auth is not None else not is_loopback_host(self.host)
 
     def model_dir(self) -> Path:
-        """The configured checkpoint; unset: the bundled trained demo, else the random one (built on use)."""
+        """The configured checkpoint (a directory, or a pulled model's name or hub id: its directory under the
+        data dir); unset: the bundled trained demo, else the random one (built on use)."""
         if self.model is not None:
-            return self.model
+            from vlserve.models.local import checkpoint_dir
+
+            return checkpoint_dir(self.model, self.data_dir)
         if (BUNDLED_MODEL_DIR / "config.json").is_file():
             return BUNDLED_MODEL_DIR
         return self.random_demo_dir()

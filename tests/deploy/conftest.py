@@ -12,6 +12,17 @@ from tests.api.conftest import make_client  # noqa: F401
 INSTALL = "`make services` installs it as root; or `apt-get install --no-install-recommends prometheus`"
 
 
+@pytest.fixture(scope="module")
+def chart():
+    """The chart, loaded by Helm's own engine (helm-python-sdk), for a module's renders."""
+    import helm_python
+
+    from tests.deploy.helm import CHART
+
+    with helm_python.Chart.load(CHART) as loaded:
+        yield loaded
+
+
 @pytest.fixture(scope="session")
 def promtool() -> str:
     """The path of Prometheus's promtool: skipped where it is missing, but a failure on CI."""

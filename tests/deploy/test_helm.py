@@ -84,12 +84,6 @@ SCENARIOS = {**{name: values_file(name) for name in FILES}, **TOGGLES}
 
 
 @pytest.fixture(scope="module")
-def chart():
-    with helm_python.Chart.load(CHART) as loaded:
-        yield loaded
-
-
-@pytest.fixture(scope="module")
 def rendered(chart) -> dict[str, list[dict]]:
     return {name: render(chart, values) for name, values in SCENARIOS.items()}
 

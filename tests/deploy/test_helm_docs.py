@@ -19,7 +19,14 @@ from tests.deploy.promql import ROOT
 
 helm_python = pytest.importorskip("helm_python")
 DOCS = (ROOT / "docs" / "deploy.md", ROOT / "README.md")
-VALUED = {"-n": "namespace", "--namespace": "namespace", "-f": "files", "--values": "files", "--set": "sets"}
+VALUED = {
+    "-n": "namespace",
+    "--namespace": "namespace",
+    "-f": "files",
+    "--values": "files",
+    "--set": "sets",
+    "--timeout": "timeout",  # how long Helm waits for hooks (the pull Job): nothing to render
+}
 SWITCHES = {"--reuse-values", "--create-namespace"}
 
 
@@ -30,7 +37,14 @@ def commands(text: str, program: str) -> list[list[str]]:
 
 def helm_command(words: list[str]) -> dict[str, Any]:
     """verb, release, chart, namespace, values files, --set expressions, reuse: what the test renders."""
-    command: dict[str, Any] = {"verb": words[1], "files": [], "sets": [], "namespace": "default", "reuse": False}
+    command: dict[str, Any] = {
+        "verb": words[1],
+        "files": [],
+        "sets": [],
+        "namespace": "default",
+        "reuse": False,
+        "timeout": None,
+    }
     positional = []
     rest = iter(words[2:])
     for word in rest:

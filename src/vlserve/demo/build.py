@@ -98,6 +98,19 @@ def _parameter_counts(model: Qwen3VLMoeForConditionalGeneration) -> dict[str, in
     }
 
 
+def write_tokenizer_and_processors(out: Path, tokenizer: Any, processor_config: dict[str, Any]) -> None:
+    """The tokenizer (with a class name every transformers version loads), its chat template and the image
+    and video processor configs, beside a checkpoint's weights."""
+    tokenizer.save_pretrained(out)
+    _portable_tokenizer_class(out / "tokenizer_config.json")
+    # transformers 5 writes chat_template.jinja next to the tokenizer; make sure it is there even
+    # if a version keeps the template only inside tokenizer_config.json.
+    if not (out / "chat_template.jinja").is_file():
+        (out / "chat_template.jinja").write_text(tokenizer.chat_template or "", encoding="utf-8")
+    _write_json(out / "preprocessor_config.json", processor_config)
+    _write_json(out / "video_preprocessor_config.json", VIDEO_PROCESSOR_CONFIG)
+
+
 def save_checkpoint(
     model: Qwen3VLMoeForConditionalGeneration,
     tokenizer: Any,
@@ -117,14 +130,7 @@ def save_checkpoint(
     model.save_pretrained(out)
     add_legacy_config_keys(out / "config.json")
 
-    tokenizer.save_pretrained(out)
-    _portable_tokenizer_class(out / "tokenizer_config.json")
-    # transformers 5 writes chat_template.jinja next to the tokenizer; make sure it is there even
-    # if a version keeps the template only inside tokenizer_config.json.
-    if not (out / "chat_template.jinja").is_file():
-        (out / "chat_template.jinja").write_text(tokenizer.chat_template or "", encoding="utf-8")
-    _write_json(out / "preprocessor_config.json", processor_config)
-    _write_json(out / "video_preprocessor_config.json", VIDEO_PROCESSOR_CONFIG)
+    write_tokenizer_and_processors(out, tokenizer, processor_config)
     _write_json(
         out / MANIFEST_NAME,
         {

@@ -100,3 +100,34 @@ app.kubernetes.io/component: server
 {{- fail "several replicas need a shared database: set postgresql.enabled, externalDatabase.url, or auth.existingSecret with VLSERVE_DATABASE_URL (each replica would otherwise keep its own SQLite file of API keys and jobs)" -}}
 {{- end -}}
 {{- end -}}
+
+{{- define "vlserve.pull.fullname" -}}
+{{- printf "%s-pull" (include "vlserve.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The pull Job's mounts: scratch, and the weights claim at /models with the server's subPath (ctx, readOnly). */}}
+{{- define "vlserve.pullMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: home
+  mountPath: {{ .ctx.Values.homeDir }}
+- name: models
+  mountPath: /models
+  readOnly: {{ .readOnly }}
+  {{- with .ctx.Values.model.storage.subPath }}
+  subPath: {{ . }}
+  {{- end }}
+{{- end -}}
+
+{{/* The pull Job fills a PersistentVolumeClaim of a vllm-mode release. */}}
+{{- define "vlserve.checkPull" -}}
+{{- if ne .Values.engine.mode "vllm" -}}
+{{- fail "pull.enabled fills the weights volume of engine.mode vllm; engine.mode remote has none" -}}
+{{- end -}}
+{{- if not .Values.model.storage.existingClaim -}}
+{{- fail "pull.enabled needs model.storage.existingClaim: the Job fills one claim that every pod mounts; a hostPath is a directory on each node, fill it there (docs/deploy.md)" -}}
+{{- end -}}
+{{- if not .Values.pull.model -}}
+{{- fail "pull.enabled needs pull.model: a catalogue name (qwen3-vl-30b-a3b) or a hub id (Qwen/Qwen3-VL-30B-A3B-Instruct)" -}}
+{{- end -}}
+{{- end -}}

@@ -34,7 +34,7 @@ class RemoteConfig:
         """Remote mode: the pixel budget of ``--model DIR`` when given (a local copy of the checkpoint's
         configuration), else Qwen3-VL's geometry (32 px per visual token) within the configured budget."""
         if s.model is not None:
-            budget = image_budget(s.model, min_pixels=s.min_pixels, max_pixels=s.max_pixels)
+            budget = image_budget(s.model_dir(), min_pixels=s.min_pixels, max_pixels=s.max_pixels)
         else:
             budget = budget_from_processor({}, min_pixels=s.min_pixels, max_pixels=s.max_pixels)
         values: dict = {
