@@ -95,11 +95,16 @@ def pull_command(
         Path | None, typer.Option("--dir", help="Where to put it. [default: DATA_DIR/models/NAME]")
     ] = None,
     revision: Annotated[
-        str | None, typer.Option("--revision", help="A commit, branch or tag to pin. [default: main]")
+        str | None,
+        typer.Option("--revision", help="A commit, branch or tag to pin. [default: main; master on ModelScope]"),
     ] = None,
-    source: Annotated[str, typer.Option("--source", help="huggingface (HF_ENDPOINT, HF_TOKEN) or modelscope.")] = (
-        "huggingface"
-    ),
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source",
+            help="huggingface (HF_ENDPOINT, HF_TOKEN) or modelscope (MODELSCOPE_ENDPOINT, MODELSCOPE_API_TOKEN).",
+        ),
+    ] = "huggingface",
     show_list: Annotated[bool, typer.Option("--list", help="Show the models vlserve knows by name.")] = False,
 ) -> None:
     """Fetch a checkpoint (safetensors, configs, tokenizer, processor), check every weight's SHA-256 against the
@@ -115,9 +120,7 @@ def pull_command(
         return
     if model is None:
         raise fail("name a MODEL to pull, or see the catalogue with: vlserve pull --list", 2)
-    if source == "modelscope":
-        raise fail("the ModelScope client is not installed: pip install 'vlserve[modelscope]'", 2)
-    if source != "huggingface":
+    if source not in ("huggingface", "modelscope"):
         raise fail(f"--source {source!r} is not one of huggingface, modelscope", 2)
     try:
         ref = resolve(model)
@@ -126,14 +129,20 @@ def pull_command(
     target = directory or _settings().data_dir / "models" / ref.local_name
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     try:
-        plan = pull.plan(ref.huggingface, target, revision=revision)
+        if source == "modelscope":
+            from vlserve.models import pull_modelscope
+
+            plan = pull_modelscope.plan(ref.modelscope, target, revision=revision)
+            fetch = pull_modelscope.download
+        else:
+            plan, fetch = pull.plan(ref.huggingface, target, revision=revision), pull.download
         pull.check_disk(plan)
         err.print(f"pulling {plan.repo_id} at {plan.commit[:12]} into {target} ({plan.total_bytes / GB:.2f} GB)")
         with Progress(*columns, TimeRemainingColumn(), console=err, transient=True) as bar:
             task = bar.add_task("downloading", total=plan.total_bytes, completed=plan.bytes_present)
-            pull.download(plan, progress=lambda n: bar.advance(task, n))
+            fetch(plan, progress=lambda n: bar.advance(task, n))
             task = bar.add_task("checking", total=plan.total_bytes)
-            manifest = pull.finish(plan, progress=lambda n: bar.advance(task, n))
+            manifest = pull.finish(plan, source=source, progress=lambda n: bar.advance(task, n))
     except pull.PullError as exc:
         raise fail(str(exc), exc.code) from None
     except KeyboardInterrupt:
