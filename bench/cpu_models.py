@@ -1,0 +1,135 @@
+"""A checkpoint served by the transformers engine on this machine's CPU: load time, throughput, TTFT, peak RSS.
+
+    .venv/bin/python bench/cpu_models.py --model DIR [--dtype float32|bfloat16] [--concurrency 1,4,8]
+        [--max-tokens 32] [--rounds 2] [--image-tokens 1280]
+
+It starts `vlserve serve --model DIR` (transformers engine, warm-up on) and reports, as one Markdown row:
+- **load**: seconds from the command to ``/health/ready`` (weights loaded and a warm-up generation run);
+- **tokens/s at each concurrency**: that many clients in a closed loop, each request a short text prompt
+  decoding exactly ``--max-tokens`` tokens (``ignore_eos``), ``--rounds`` requests per client; output
+  tokens over the wall time of the level;
+- **TTFT**: one streamed request with one image of ``--image-tokens`` visual tokens (a chart of 32 × 32 px
+  per token, the server's pixel budget raised to take it whole), from sending to the first content chunk;
+- **peak RSS**: the server's ``VmHWM`` at the end, and its ``VmRSS`` when ready.
+Loopback only; every loop is bounded by its counts and a timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from servers import vlserve  # noqa: E402
+
+PROMPT = "Describe what a bar chart of yearly revenue usually shows, in detail."
+
+
+def proc_status_mib(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def chart_data_url(tokens: int) -> str:
+    """A PNG chart whose sides are multiples of 32 px, of ``tokens`` visual tokens (one per 32 × 32 px)."""
+    cols = max(1, int(math.sqrt(tokens * 5 / 4)))
+    while tokens % cols:
+        cols -= 1
+    width, height = 32 * cols, 32 * (tokens // cols)
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    for k in range(8):
+        top = height // 10 + (k * 97) % (height // 2)
+        draw.rectangle((width * k // 9 + 8, top, width * (k + 1) // 9, height - 8), fill=(30 * k, 90, 200 - 20 * k))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+async def throughput(client: httpx.AsyncClient, concurrency: int, rounds: int, max_tokens: int) -> float:
+    body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens, "ignore_eos": True,
+            "temperature": 0.7}  # fmt: skip
+    tokens = 0
+
+    async def client_loop() -> None:
+        nonlocal tokens
+        for _ in range(rounds):
+            response = await client.post("/v1/chat/completions", json=body, headers={"Cache-Control": "no-store"})
+            response.raise_for_status()
+            tokens += response.json()["usage"]["completion_tokens"]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+    return tokens / (time.perf_counter() - started)
+
+
+async def ttft(client: httpx.AsyncClient, image_url: str) -> tuple[float, int]:
+    content = [{"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": "values?"}]
+    body = {"messages": [{"role": "user", "content": content}], "max_tokens": 4, "stream": True,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    started = time.perf_counter()
+    first, prompt_tokens = None, 0
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if first is None and any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
+                first = time.perf_counter() - started
+            if chunk.get("usage"):
+                prompt_tokens = chunk["usage"]["prompt_tokens"]
+    return (first if first is not None else float("nan")), prompt_tokens
+
+
+async def measure(url: str, pid: int, args: argparse.Namespace) -> dict:
+    timeout = httpx.Timeout(args.timeout)
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits, trust_env=False) as client:
+        ready_rss = proc_status_mib(pid, "VmRSS")
+        first, prompt_tokens = await ttft(client, chart_data_url(args.image_tokens))
+        rates = {c: await throughput(client, c, args.rounds, args.max_tokens) for c in args.concurrency}
+    return {"ready_rss": ready_rss, "ttft": first, "prompt_tokens": prompt_tokens, "rates": rates,
+            "peak_rss": proc_status_mib(pid, "VmHWM")}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--concurrency", default="1,4,8", type=lambda s: [int(c) for c in s.split(",")])
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2, help="requests per client at each concurrency")
+    parser.add_argument("--image-tokens", type=int, default=1280)
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--set", action="append", default=[], help="another VLSERVE_ setting, NAME=VALUE")
+    args = parser.parse_args()
+    pixels = args.image_tokens * 32 * 32
+    extra = dict(item.split("=", 1) for item in args.set)
+    settings = {"dtype": args.dtype, "max_pixels": pixels, "max_batch_size": max(args.concurrency), **extra}
+    started = time.perf_counter()
+    with vlserve("--model", str(args.model), timeout=args.timeout, **settings) as server:
+        load = time.perf_counter() - started
+        result = asyncio.run(measure(server.url, server.pid, args))
+    rates = " | ".join(f"{result['rates'][c]:.2f}" for c in args.concurrency)
+    print(f"| model | dtype | load s | tok/s at {', '.join(map(str, args.concurrency))} | TTFT s (prompt tokens) "
+          "| RSS ready / peak MiB |")  # fmt: skip
+    ttft = f"{result['ttft']:.1f} ({result['prompt_tokens']})"
+    rss = f"{result['ready_rss']:.0f} / {result['peak_rss']:.0f}"
+    print(f"| {args.model.name} | {args.dtype} | {load:.1f} | {rates} | {ttft} | {rss} |")
+
+
+if __name__ == "__main__":
+    main()
