@@ -62,7 +62,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
         engine="transformers",
         dtype="bfloat16",
         weights_gb=8.9,
-        fits="CPU with 16 GB RAM (bf16; 32 GB in float32), or a GPU with 16 GB",
+        fits="CPU with 16 GB RAM (bf16; 24 GB in float32), or a GPU with 16 GB",
         description="Dense Qwen3-VL, better reading than the 2B; still runs on a CPU.",
     ),
     CatalogueEntry(
