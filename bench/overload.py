@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import io
 import ipaddress
 import json
@@ -32,6 +33,7 @@ import re
 import sys
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +120,27 @@ def vm_rss_mib(pid: int | None) -> float | None:
     except OSError:
         return None
     return None
+
+
+@contextlib.asynccontextmanager
+async def sampled_rss(pid: int | None) -> AsyncIterator[list[float]]:
+    """The server's VmRSS in MiB every 100 ms while the block runs (empty without a pid)."""
+    rss: list[float] = []
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        while not done.is_set():
+            value = vm_rss_mib(pid)
+            if value is not None:
+                rss.append(value)
+            await asyncio.sleep(0.1)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        yield rss
+    finally:
+        done.set()
+        await sampler
 
 
 async def overload(
@@ -234,23 +257,11 @@ async def main_async(args: argparse.Namespace) -> None:
         rate = args.rate or await calibrate(client, args.concurrency, args.calibrate, args.max_tokens)
         if rate <= 0:
             sys.exit("no request completed while calibrating; is the server ready?")
-        rss: list[float] = []
-        sampling = True
-
-        async def sample() -> None:
-            while sampling:
-                value = vm_rss_mib(args.pid)
-                if value is not None:
-                    rss.append(value)
-                await asyncio.sleep(0.1)
-
-        sampler = asyncio.create_task(sample())
-        outcomes, elapsed = await overload(
-            client, rate * args.multiple, args.duration, args.max_requests, args.max_tokens, args.stream_share
-        )
-        await asyncio.sleep(2)  # memory after the burst
-        sampling = False
-        await sampler
+        async with sampled_rss(args.pid) as rss:
+            outcomes, elapsed = await overload(
+                client, rate * args.multiple, args.duration, args.max_requests, args.max_tokens, args.stream_share
+            )
+            await asyncio.sleep(2)  # memory after the burst
         report(outcomes, elapsed, rate, args.multiple, rss)
         after = await one(client, 0, args.max_tokens, stream=False)
         print(f"a request after the burst: HTTP {after.status} in {after.seconds * 1000:.0f} ms")
@@ -258,22 +269,10 @@ async def main_async(args: argparse.Namespace) -> None:
 
 async def run_burst(client: httpx.AsyncClient, args: argparse.Namespace) -> None:
     log_start = Path(args.server_log).stat().st_size if args.server_log else 0
-    rss: list[float] = []
-    done = asyncio.Event()
-
-    async def sample() -> None:
-        while not done.is_set():
-            value = vm_rss_mib(args.pid)
-            if value is not None:
-                rss.append(value)
-            await asyncio.sleep(0.1)
-
-    sampler = asyncio.create_task(sample())
-    outcomes, elapsed = await burst(
-        client, args.clients, args.duration, args.max_requests, args.max_tokens, args.stream_share
-    )
-    done.set()
-    await sampler
+    async with sampled_rss(args.pid) as rss:
+        outcomes, elapsed = await burst(
+            client, args.clients, args.duration, args.max_requests, args.max_tokens, args.stream_share
+        )
     print(f"{args.clients} clients at once for {elapsed:.1f} s\n")
     report(outcomes, elapsed, 0.0, 0.0, rss)
     if args.server_log:

@@ -16,7 +16,7 @@ from vlserve.api.request_limits import LimitsDep, check_chat
 from vlserve.api.sampling import has_schemas, sampling_params
 from vlserve.api.state import AnswersDep, RequestIdDep, caller_id
 from vlserve.api.tools import tool_fields
-from vlserve.engine.base import EngineRequest
+from vlserve.engine.base import EngineRequest, SamplingParams
 from vlserve.service.cached import Ask
 
 router = APIRouter()
@@ -33,14 +33,14 @@ async def create_chat_completion(
     model = service.check_model(body.model)
     refuse_unserved(body)
     check_chat(body, limits)
+
     # The answer format's and the tools' schemas are checked in a thread: CPU work as long as they are. A request
     # without any is read on the event loop: a hop to a busy thread pool would be most of what refusing it costs.
-    if has_schemas(body):
-        params = await asyncio.to_thread(sampling_params, body, max_depth=limits.max_json_depth)
-        tools = await asyncio.to_thread(tool_fields, body, max_depth=limits.max_json_depth)
-    else:
-        params = sampling_params(body, max_depth=limits.max_json_depth)
-        tools = tool_fields(body, max_depth=limits.max_json_depth)
+    def options() -> tuple[SamplingParams, dict]:
+        depth = limits.max_json_depth
+        return sampling_params(body, max_depth=depth), tool_fields(body, max_depth=depth)
+
+    params, tools = await asyncio.to_thread(options) if has_schemas(body) else options()
     turns, refs = parse_messages(body.messages, max_images=service.max_images)
     ask = Ask(
         "chat", EngineRequest(tuple(turns), **tools), params, body.stream, refs, caller=caller_id(raw),
