@@ -1,6 +1,6 @@
 """A checkpoint served by the transformers engine on this machine's CPU: load time, throughput, TTFT, peak RSS.
 
-    .venv/bin/python bench/cpu_models.py --model DIR [--dtype float32|bfloat16] [--concurrency 1,4,8]
+    .venv/bin/python bench/cpu_models.py --model DIR [--dtype auto|float32|bfloat16] [--concurrency 1,4,8]
         [--max-tokens 32] [--rounds 2] [--image-tokens 1280]
 
 It starts `vlserve serve --model DIR` (transformers engine, warm-up on) and reports, as one Markdown row:
@@ -108,7 +108,7 @@ async def measure(url: str, pid: int, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, type=Path)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     parser.add_argument("--concurrency", default="1,4,8", type=lambda s: [int(c) for c in s.split(",")])
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2, help="requests per client at each concurrency")

@@ -167,18 +167,16 @@ def serve(
         typer.Option(help=_help("vllm: share of GPU memory.", _default("vllm_gpu_memory_utilization"))),
     ] = None,
     quantization: Annotated[
-        str | None, typer.Option(help=_help("vllm: --quantization, e.g. fp8.", "none (the checkpoint's)"))
+        str | None,
+        typer.Option(
+            help=_help("vllm: --quantization for BF16 weights: fp8_per_tensor, fp8_per_block, …", "the checkpoint's")
+        ),
     ] = None,
     vllm_args: Annotated[
         str | None, typer.Option(help=_help("vllm: extra arguments for vllm serve, shell-quoted.", "none"))
     ] = None,
 ) -> None:
     """Start the HTTP server (OpenAI-compatible API, /v1/chat/vision, documents, health probes)."""
-    from vlserve.app import build_app
-    from vlserve.observability.logging import configure_logging
-    from vlserve.server import BindError, bind
-    from vlserve.server import serve as run_server
-
     settings = _settings(
         model=model,
         host=host,
@@ -196,6 +194,11 @@ def serve(
         vllm_quantization=quantization,
         vllm_args=vllm_args,
     )
+    from vlserve.app import build_app  # after the settings: a wrong one is refused without importing the server
+    from vlserve.observability.logging import configure_logging
+    from vlserve.server import BindError, bind
+    from vlserve.server import serve as run_server
+
     configure_logging(settings.log_level, settings.log_format)
     try:  # the port first: a server that cannot listen touches no model, database or job
         sockets = bind(settings.host, settings.port)

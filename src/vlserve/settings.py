@@ -23,10 +23,6 @@ ADMIN_KEY_FORM = re.compile(r"vlsk_[A-Za-z0-9_-]{32,95}")  # the form of the key
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "demo" / "checkpoint" / "vlserve-demo"
 
 
-# vllm serve flags the managed engine sets itself: extra arguments may not move vLLM off loopback or change its key.
-_VLSERVE_OWNS = {"--host", "--port", "--api-key", "--served-model-name", "--uds"}
-
-
 def is_loopback_host(host: str) -> bool:
     """Whether a listen address is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
     if host.strip("[]").lower() == "localhost":
@@ -63,7 +59,16 @@ class Settings(BaseSettings):
     )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: cuda when present.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        default="auto", description="auto: bfloat16 on CUDA, float32 on CPU."
+        default="auto",
+        description="auto: bfloat16 on CUDA; on a CPU, bfloat16 for a bfloat16 checkpoint where the CPU computes it "
+        "natively (AVX-512 BF16, AMX, Arm BF16), else float32.",
+    )
+    cpu_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="CPU threads for the transformers engine; default: torch's choice capped by the CPU affinity "
+        "and the container's CPU quota.",
     )
     data_dir: Path = Field(
         default_factory=default_data_dir, description="Where pulled models (models/NAME) and built demo models live."
@@ -119,7 +124,12 @@ class Settings(BaseSettings):
     vllm_tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs the model is split over.")
     vllm_expert_parallel: bool = Field(default=False, description="Spread MoE experts over the GPUs (EP).")
     vllm_gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, description="Share of GPU memory vLLM takes.")
-    vllm_quantization: str | None = Field(default=None, description="vLLM --quantization, e.g. fp8.")
+    vllm_quantization: str | None = Field(
+        default=None,
+        description="vLLM --quantization for BF16 weights quantized as vLLM loads them: fp8_per_tensor, "
+        "fp8_per_block, … (vLLM 0.32's names; fp8 is passed as fp8_per_tensor). Unset: the checkpoint's own "
+        "(an FP8 checkpoint carries it).",
+    )
     vllm_args: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Extra arguments for vllm serve, as a shell-quoted string."
     )
@@ -353,11 +363,20 @@ class Settings(BaseSettings):
     @field_validator("vllm_args")
     @classmethod
     def _keep_vllm_private(cls, value: list[str]) -> list[str]:
-        for arg in value:
-            name = arg.split("=", 1)[0]
-            if name in _VLSERVE_OWNS:
-                raise ValueError(f"{name} is set by vlserve (vLLM listens on loopback only, with its own key)")
+        if value:  # imported here: the engine package is heavy, and only the vllm engine has extra arguments
+            from vlserve.engine.vllm.extra_args import read_extra_args
+
+            read_extra_args(value)  # options vlserve owns, in any spelling vLLM reads, and bad JSON values
         return value
+
+    @field_validator("vllm_quantization")
+    @classmethod
+    def _check_quantization(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # the checkpoint's own
+        from vlserve.engine.vllm.quantization import check_quantization
+
+        return check_quantization(value)
 
     @field_validator("document_temperatures", mode="before")
     @classmethod

@@ -59,5 +59,11 @@ def test_images_only_in_user_and_tool_messages():
         parse_messages([AssistantMessage(role="assistant", content=[image])], max_images=8)
     assert (err.value.param, err.value.code) == ("messages[0].content[0].type", "unsupported_content_type")
     assert "text only" in err.value.message
+    for role in ("system", "developer"):  # Qwen3-VL's template would drop it: refused before any work, by index
+        text = {"type": "text", "text": "be brief"}
+        with pytest.raises(ClientError) as err:
+            parse_messages([SystemMessage(role=role, content=[text, image]), *msgs(text)], max_images=8)
+        assert (err.value.param, err.value.code) == ("messages[0].content[1].type", "unsupported_content_type")
+        assert f"a {role} message takes text only" in err.value.message and "user" in err.value.message
     _, refs = parse_messages([ToolMessage(role="tool", tool_call_id="call_1", content=[image])], max_images=8)
     assert [r.param for r in refs] == ["messages[0].content[0].image_url"]

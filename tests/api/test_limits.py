@@ -124,8 +124,9 @@ def test_a_body_nested_past_what_the_parser_can_take_is_400_naming_the_setting(m
     body = '{"messages": [{"role": "user", "content": "hi"}], "metadata": ' + "[" * depth + "]" * depth + "}"
     r = client.post("/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
     assert_error(r, 400, code="json_too_deep", says="VLSERVE_MAX_JSON_DEPTH")
-    just_over = chat("hi", metadata=json.loads("[" * 33 + "]" * 33))  # parsed, then named
-    assert_error(client.post("/v1/chat/completions", json=just_over), 400, code="json_too_deep", param="metadata")
+    just_over = chat("hi", chat_template_kwargs={"x": json.loads("[" * 32 + "]" * 32)})  # parsed, then named
+    r = client.post("/v1/chat/completions", json=just_over)
+    assert_error(r, 400, code="json_too_deep", param="chat_template_kwargs")
 
 
 def test_a_schema_sent_as_text_is_held_to_the_depth_limit_before_it_is_parsed(api, engine):

@@ -53,6 +53,11 @@ def test_the_same_request_has_the_same_key_whatever_its_object_identity() -> Non
         {"return_token_ids": True},
         {"min_tokens": 2},
         {"output": OutputFormat.of("answer", {"type": "object"})},
+        {"min_p": 0.1},
+        {"stop_token_ids": (7,)},
+        {"include_stop_str_in_output": True},
+        {"skip_special_tokens": False},
+        {"spaces_between_special_tokens": False},
     ],
 )
 def test_any_sampling_or_rendering_change_changes_the_key(change) -> None:

@@ -34,6 +34,16 @@ PULL = {
 SCENARIOS = {
     "hub": {**CLAIM, "pull": PULL},
     "modelscope": {**CLAIM, "pull": {"enabled": True, "model": "qwen3-vl-2b", "source": "modelscope"}},
+    "modelscope-mirror": {
+        **CLAIM,
+        "pull": {
+            "enabled": True,
+            "model": "qwen3-vl-2b",
+            "source": "modelscope",
+            "endpoint": "https://modelscope.internal",
+            "tokenSecret": {"name": "ms-token", "key": "token"},
+        },
+    },
     "off": CLAIM,
 }
 
@@ -100,6 +110,16 @@ def test_the_token_comes_from_the_secret_and_the_mirror_from_the_values(rendered
     assert not verify_env & {"HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"}, "verify stays offline, without the token"
     anonymous = pull_job(rendered["modelscope"])["spec"]["template"]["spec"]["initContainers"][0]["env"]
     assert not {"HF_TOKEN", "HF_ENDPOINT"} & {e["name"] for e in anonymous}
+
+
+def test_a_modelscope_mirror_and_token_reach_the_modelscope_client(rendered):
+    env = {
+        e["name"]: e
+        for e in pull_job(rendered["modelscope-mirror"])["spec"]["template"]["spec"]["initContainers"][0]["env"]
+    }
+    assert env["MODELSCOPE_ENDPOINT"]["value"] == "https://modelscope.internal"
+    assert env["MODELSCOPE_API_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "ms-token", "key": "token"}}
+    assert not {"HF_TOKEN", "HF_ENDPOINT"} & set(env)
 
 
 def test_it_writes_the_servers_claim_which_the_pods_still_mount_read_only(rendered):

@@ -50,3 +50,12 @@ def test_the_extras_dependencies_asks_for_are_locked():
     locked = pins()
     assert {"uvloop", "httptools", "watchfiles", "websockets"} <= set(locked)  # uvicorn[standard]
     assert "psycopg-binary" in locked  # psycopg[binary]
+
+
+def test_the_images_carry_the_modelscope_client_the_helm_pull_job_runs():
+    locked = pins()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for dep in project["optional-dependencies"]["modelscope"]:
+        req = Requirement(dep)
+        name = canonicalize_name(req.name)
+        assert name in locked and req.specifier.contains(locked[name]), f"{dep} is not locked within its range"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import httpx
@@ -141,3 +142,16 @@ def test_document_jobs_and_the_vision_endpoint_run_through_the_gateway(gateway):
     files = [("image_file", ("chart.png", encode(chart(9, (300, 200))), "image/png"))]
     vision = httpx.post(f"{gateway.url}/v1/chat/vision", data={"prompt": "values?", "max_tokens": "4"}, files=files)
     assert vision.status_code == 200 and vision.json()["usage"]["completion_tokens"] >= 1
+
+
+def test_structured_outputs_are_enforced_upstream_through_the_gateway(gateway):
+    # The gateway sends them in vLLM's form; the upstream (vlserve, which takes that form) enforces them.
+    for path, body in [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "a number?"}]}),
+        ("/v1/completions", {"prompt": "A number:"}),
+    ]:
+        body = {**body, "max_tokens": 8, "temperature": 0, "structured_outputs": {"regex": "[0-9]{3}"}}
+        r = httpx.post(f"{gateway.url}{path}", json=body, timeout=60)
+        assert r.status_code == 200, r.text
+        reply = r.json()["choices"][0]
+        assert re.fullmatch(r"[0-9]{3}", reply["message"]["content"] if "message" in reply else reply["text"])

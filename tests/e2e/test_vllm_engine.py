@@ -63,7 +63,7 @@ def test_the_child_gets_vllm_flags_from_settings_and_its_key_from_the_environmen
     assert flag(argv, "--host") == "127.0.0.1" and int(flag(argv, "--port")) != managed.port
     assert flag(argv, "--served-model-name") == "vlserve-demo-random"
     assert flag(argv, "--tensor-parallel-size") == "2" and flag(argv, "--mm-encoder-tp-mode") == "data"
-    assert "--enable-expert-parallel" in argv and flag(argv, "--quantization") == "fp8"
+    assert "--enable-expert-parallel" in argv and flag(argv, "--quantization") == "fp8_per_tensor"  # fp8, translated
     assert "--enable-auto-tool-choice" in argv and flag(argv, "--tool-call-parser") == "hermes"  # Qwen's format
     assert json.loads(flag(argv, "--limit-mm-per-prompt")) == {"image": 4, "video": 0}
     size = json.loads(flag(argv, "--mm-processor-kwargs"))["size"]

@@ -48,3 +48,24 @@ def test_earliest_of_several_stops_wins():
     out = "".join(feed(decoder, "abc"))
     assert decoder.stopped
     assert out == "a"
+
+
+def test_included_stop_string_ends_the_text_and_nothing_is_held_back():
+    decoder = StreamDecoder(byte_decoder, stop=["END"], include_stop=True)
+    pieces = feed(decoder, "value EN")
+    assert pieces[-2:] == ["E", "N"]  # streamed at once: the stop string is part of the answer either way
+    assert decoder.push(ord("D")) == "D" and decoder.stopped
+    assert decoder.flush() == ""
+
+
+def word_decoder(words: list[str]):
+    """Token i decodes to words[i]: one token can complete several stop strings at once."""
+    return lambda tokens: "".join(words[t] for t in tokens)
+
+
+def test_the_stop_string_completed_first_ends_the_text_included_or_not():
+    words = ["x", "abcd tail"]
+    for include, expected in ((False, "xa"), (True, "xabc")):
+        decoder = StreamDecoder(word_decoder(words), stop=["abcd", "bc"], include_stop=include)
+        assert decoder.push(0) + decoder.push(1) == expected  # "bc" is complete before "abcd" is
+        assert decoder.stopped and decoder.flush() == ""

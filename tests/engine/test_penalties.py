@@ -56,6 +56,13 @@ def test_min_tokens_masks_eos_until_reached_and_ignore_eos_always():
     assert adjusted(logits, [1], [2, 3], logit_bias={8: 100.0}, min_tokens=3)[8] == INF  # the mask wins
 
 
+def test_min_tokens_masks_the_stop_token_ids_too_and_ignore_eos_does_not():
+    logits = [0.0] * 10
+    assert adjusted(logits, [1], [2], min_tokens=2, stop_token_ids=(4, 5, 99))[3:6] == [0.0, INF, INF]
+    assert adjusted(logits, [1], [2, 3], min_tokens=2, stop_token_ids=(4, 5))[3:6] == [0.0, 0.0, 0.0]
+    assert adjusted(logits, [1], [2], ignore_eos=True, stop_token_ids=(4,))[4] == 0.0  # a stop id still ends it
+
+
 def test_each_row_sees_only_its_own_prompt_without_padding_and_plain_rows_are_untouched():
     pad = 7
     # row 0: prompt [1, 2] left-padded to width 4; row 1: prompt [3, 4, 5, 6]; one generated token each

@@ -44,3 +44,25 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     gen = torch.Generator().manual_seed(0)
     draws = {sample_token(logits, replace(GREEDY, temperature=1.0, top_p=0.8), gen) for _ in range(300)}
     assert draws == {0, 1}
+
+
+def test_min_p_drops_tokens_less_likely_than_min_p_times_the_top_one():
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
+    gen = torch.Generator().manual_seed(0)
+    draws = {sample_token(logits, replace(GREEDY, temperature=1.0, min_p=0.2), gen) for _ in range(400)}
+    assert draws == {0, 1, 2}  # 0.05 < 0.2 x 0.5
+    draws = {sample_token(logits, replace(GREEDY, temperature=1.0, min_p=1.0), gen) for _ in range(50)}
+    assert draws == {0}
+
+
+def test_min_p_applies_after_temperature():
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
+    gen = torch.Generator().manual_seed(0)
+    hot = replace(GREEDY, temperature=4.0, min_p=0.2)  # flattened: 0.05 is no longer below 0.2 x the top
+    assert {sample_token(logits, hot, gen) for _ in range(400)} == {0, 1, 2, 3}
+
+
+def test_min_p_leaves_greedy_rows_untouched():
+    scores = torch.randn(1, 50)
+    before = scores.clone()
+    assert torch.equal(RowSampler([replace(GREEDY, min_p=0.9)])(None, scores), before)

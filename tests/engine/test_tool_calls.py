@@ -45,7 +45,7 @@ def parse(text: str, step: int, reason: str = "stop"):
         c, calls = parser.push(text[i : i + step])
         content, pieces = content + c, pieces + list(calls)
     c, calls, finish = parser.finish(reason)  # type: ignore[arg-type]
-    return content + c, pieces, finish
+    return content + c, pieces + list(calls), finish
 
 
 @pytest.mark.parametrize("step", [1, 2, 5, 13, len(ANSWER)])
@@ -72,10 +72,52 @@ def test_text_without_calls_is_all_content_and_a_lookalike_is_not_held_forever()
 def test_a_call_cut_off_by_the_token_limit_keeps_what_was_written_and_says_length():
     content, pieces, finish = parse(ANSWER[: ANSWER.index("Paris") + 2], 4, reason="length")
     (call,) = assemble_tool_calls(pieces)
-    assert call.name == "get_weather" and call.arguments == '{"city": "Pa'
+    assert call.name == "get_weather" and call.arguments == '{"city":"Pa'
     assert finish == "length"
     _, pieces, _ = parse('<tool_call>\n{"name": "clock", "arguments": {"a": 1}}\n</tool', 3, reason="length")
-    assert assemble_tool_calls(pieces)[0].arguments == '{"a": 1}'  # the closing tag is not an argument
+    assert assemble_tool_calls(pieces)[0].arguments == '{"a":1}'  # the closing tag is not an argument
+
+
+@pytest.mark.parametrize("answer", [ANSWER, ANSWER[ANSWER.index("<tool_call>") :]])
+def test_a_cut_inside_a_calls_opening_leaks_no_markup(answer):
+    """Wherever the token limit falls before a call's arguments begin, no markup becomes content: the call is
+    left out until its name is whole, then it is the partial call OpenAI sends (id, name, no arguments yet)."""
+    first = answer.index("<tool_call>")
+    name_ends = answer.index('get_weather"') + len("get_weather")
+    arguments = answer.index("{", answer.index('"arguments"'))
+    for cut in range(first + len("<tool_call>"), arguments):
+        for step in (1, 4, cut):
+            content, pieces, finish = parse(answer[:cut], step, reason="length")
+            assert content == answer[:first].strip() and finish == "length", answer[:cut]
+            calls = assemble_tool_calls(pieces)
+            if cut <= name_ends:
+                assert calls == (), answer[:cut]
+            else:
+                (call,) = calls
+                assert (call.name, call.arguments) == ("get_weather", "") and call.id.startswith("call_")
+
+
+def test_a_cut_while_opening_another_call_leaks_no_markup():
+    whole = ANSWER[ANSWER.index("<tool_call>") : ANSWER.index("<tool_call>", 20)]
+    for cut in range(1, len("<tool_call>")):  # a tokenizer that spells the tag in pieces
+        content, pieces, finish = parse(whole + "<tool_call>"[:cut], 3, reason="length")
+        assert content == "" and finish == "length" and len(assemble_tool_calls(pieces)) == 1
+    content, _, finish = parse("Try <tool", 3, reason="length")  # after text it may be text: it stays
+    assert (content, finish) == ("Try <tool", "length")
+    assert parse("<tool", 2)[0] == "<tool"  # an answer that ended there said so
+
+
+def test_arguments_are_compact_json_and_their_pieces_add_up_to_it():
+    answer = (
+        '<tool_call>\n{"name": "note", "arguments": {\r"text" :\t"a  b, \\"c\\": d",\n "city": "Zürich",'
+        ' "tags": [ 1 , {"k": null} ]}}\n</tool_call>'
+    )
+    for step in (1, 2, 7, len(answer)):
+        _, pieces, finish = parse(answer, step)
+        (call,) = assemble_tool_calls(pieces)
+        assert call.arguments == '{"text":"a  b, \\"c\\": d","city":"Zürich","tags":[1,{"k":null}]}'
+        assert json.loads(call.arguments)["text"] == 'a  b, "c": d' and finish == "tool_calls"
+        assert all(p.arguments or p.id for p in pieces)  # no empty pieces from whitespace alone
 
 
 @pytest.fixture(scope="module")

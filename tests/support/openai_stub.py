@@ -138,7 +138,8 @@ def _app(stub: Stub) -> Starlette:
 
 def _answer(stub: Stub, body: dict) -> tuple[list[str], str, dict]:
     """(the words answered, the finish reason, the usage) for ``body``'s token limit."""
-    words = stub.words()[: body.get("max_tokens") or 100]
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")  # a chat's field, or a completion's
+    words = stub.words()[: limit or 100]
     reason = "length" if len(words) < len(stub.words()) else "stop"
     return words, reason, {"prompt_tokens": 42, "completion_tokens": len(words), "total_tokens": 42 + len(words)}
 

@@ -28,7 +28,15 @@ _ANSWER_FORMAT = {  # a JSON answer, asked for by response_format or by vLLM's g
     "anyOf": [
         {"required": ["response_format"], "properties": {"response_format": _JSON_FORMAT}},
         {"required": ["guided_json"], "properties": {"guided_json": _SET}},
+        {"required": ["structured_outputs"], "properties": {"structured_outputs": _SET}},
     ]
+}
+# A text completion's answer format: response_format or vLLM's structured_outputs, not both.
+FORMAT_OR_STRUCTURED_OUTPUTS: dict[str, Any] = {
+    "not": {
+        "required": ["response_format", "structured_outputs"],
+        "properties": {"response_format": _JSON_FORMAT, "structured_outputs": _SET},
+    }
 }
 
 CHAT_RULES: list[dict[str, Any]] = [
@@ -51,6 +59,13 @@ CHAT_RULES: list[dict[str, Any]] = [
         "not": {
             "required": ["response_format", "guided_json"],
             "properties": {"response_format": _JSON_FORMAT, "guided_json": _SET},
+        }
+    },
+    FORMAT_OR_STRUCTURED_OUTPUTS,
+    {  # guided_json or structured_outputs: not both
+        "not": {
+            "required": ["guided_json", "structured_outputs"],
+            "properties": {"guided_json": _SET, "structured_outputs": _SET},
         }
     },
 ]

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from vlserve.api.chat_format import answer_body, ending_cleanly, sse, usage_body
+from vlserve.api.running_usage import RunningUsage
 from vlserve.engine.base import Delta, TokenLogprob
 from vlserve.service import Completion
 
@@ -59,12 +60,14 @@ async def completion_chunks(
     echo: str,
     logprobs: bool,
     token_ids: bool,
+    continuous_usage: bool = False,
 ) -> AsyncIterator[str]:
     """SSE chunks as OpenAI streams them: the echoed prompt (if any), text chunks, a finish chunk, then (only
     when ``include_usage``) one chunk with empty ``choices`` and the usage, then ``[DONE]``. An error after
     the first byte is one event in the error envelope. Closing this closes ``deltas`` (cancelling generation)."""
     base = {"id": f"cmpl-{request_id}", "object": "text_completion", "created": int(time.time()), "model": model}
     legacy = LegacyLogprobs(len(echo))
+    running = RunningUsage() if continuous_usage else None
 
     def chunk(text: str, delta: Delta | None, finish: str | None = None) -> str:
         choice: dict[str, Any] = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
@@ -73,12 +76,16 @@ async def completion_chunks(
                 choice["logprobs"] = legacy.body(delta.logprobs)
             if token_ids:
                 choice["token_ids"] = list(delta.token_ids)
+            if running is not None:  # stream_options.continuous_usage_stats: the usage so far
+                return sse({**base, "choices": [choice], "usage": running.body()})
         return sse({**base, "choices": [choice]})
 
     async def events() -> AsyncIterator[str]:
         if echo:
             yield chunk(echo, None)
         async for delta in deltas:
+            if running is not None:
+                running.add(delta)
             reported = delta.text or (token_ids and delta.token_ids) or (logprobs and delta.logprobs)
             if delta.finish_reason is None and not reported:
                 continue  # text held back (a possible stop string), no tokens to report: nothing to send yet

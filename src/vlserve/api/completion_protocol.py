@@ -2,7 +2,7 @@
 
 One text prompt per request, answered from where the text ends (no chat template). What vlserve does
 not implement is refused by name rather than ignored: several prompts or token-id prompts, ``suffix``,
-``best_of`` above 1, and ``echo`` with ``logprobs`` (that would need the prompt's own log probabilities).
+and ``echo`` with ``logprobs`` (that would need the prompt's own log probabilities).
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
 
-from vlserve.api.protocol import SamplingOptions
+from vlserve.api.chat_rules import FORMAT_OR_STRUCTURED_OUTPUTS
+from vlserve.api.protocol import ResponseFormat, SamplingOptions
+from vlserve.api.structured_schema import STRUCTURED_OUTPUTS_SCHEMA
 from vlserve.errors import ClientError
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's and vLLM's default for text completions
@@ -29,7 +31,7 @@ _NOT_ECHO_WITH_LOGPROBS = {
 
 
 class CompletionRequest(SamplingOptions):
-    model_config = ConfigDict(json_schema_extra=_NOT_ECHO_WITH_LOGPROBS)
+    model_config = ConfigDict(json_schema_extra={"allOf": [_NOT_ECHO_WITH_LOGPROBS, FORMAT_OR_STRUCTURED_OUTPUTS]})
 
     prompt: Annotated[str, WithJsonSchema(_ONE_PROMPT)] = Field(description="One prompt: a string, or a list of one.")
     max_tokens: int | None = Field(default=DEFAULT_MAX_TOKENS, ge=1)
@@ -38,11 +40,9 @@ class CompletionRequest(SamplingOptions):
     suffix: str | None = Field(
         default=None, description="Not supported: empty or null.", json_schema_extra={"maxLength": 0}
     )
-    best_of: int | None = Field(
-        default=None,
-        description="Only 1: send separate requests.",
-        json_schema_extra={"anyOf": [{"const": 1}, {"type": "null"}]},
-    )
+    # The answer's format, as in a chat (one of the two at most): checked in vlserve.structured.
+    response_format: ResponseFormat | None = None
+    structured_outputs: dict[str, Any] | None = Field(default=None, json_schema_extra=STRUCTURED_OUTPUTS_SCHEMA)
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -62,8 +62,6 @@ class CompletionRequest(SamplingOptions):
         """ClientError naming the first option this server does not implement."""
         if self.suffix:
             raise _unsupported("suffix", "text after the insertion point is not supported; remove 'suffix'")
-        if self.best_of not in (None, 1):
-            raise _unsupported("best_of", "best_of > 1 is not supported; send separate requests")
         if self.echo and self.logprobs is not None:
             raise _unsupported("echo", "echo with logprobs (the prompt's log probabilities) is not supported")
 

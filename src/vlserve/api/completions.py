@@ -6,6 +6,7 @@ endpoint's: the model name, the context, the engine's refusals, the error envelo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 
@@ -16,10 +17,11 @@ from vlserve.api.cancellation import cancel_on_disconnect
 from vlserve.api.chat import SSE_HEADERS
 from vlserve.api.completion_format import completion_chunks, completion_response
 from vlserve.api.completion_protocol import CompletionRequest
+from vlserve.api.request_fields import refuse_fields
 from vlserve.api.request_limits import LimitsDep, check_prompt
-from vlserve.api.sampling import completion_params
+from vlserve.api.sampling import completion_params, has_schemas
 from vlserve.api.state import AnswersDep, RequestIdDep, caller_id
-from vlserve.engine.base import EngineRequest
+from vlserve.engine.base import EngineRequest, SamplingParams
 from vlserve.errors import ClientError
 from vlserve.service.cached import Ask
 
@@ -43,8 +45,14 @@ async def create_completion(
 ) -> JSONResponse | StreamingResponse:
     """Continue a text prompt."""
     model = answers.service.check_model(body.model)
+    refuse_fields(body.model_extra, "completions")
     check_prompt(body.prompt, body, limits)
-    params = completion_params(body)
+
+    # A schema or grammar is checked in a thread (CPU work as long as it is); plain options on the event loop.
+    def options() -> SamplingParams:
+        return completion_params(body, max_depth=limits.max_json_depth)
+
+    params = await asyncio.to_thread(options) if has_schemas(body) else options()
     echo = body.prompt if body.echo else ""
     token_ids = body.return_token_ids
     ask = Ask(
@@ -55,9 +63,10 @@ async def create_completion(
         answer = await cancel_on_disconnect(raw, answers.answer(ask))  # admitted before the prompt is tokenised
     if answer.deltas is not None:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        continuous_usage = bool(body.stream_options and body.stream_options.continuous_usage_stats)
         chunks = completion_chunks(
             answer.deltas, model=model, request_id=request_id, include_usage=include_usage, echo=echo,
-            logprobs=params.logprobs, token_ids=token_ids,
+            logprobs=params.logprobs, token_ids=token_ids, continuous_usage=continuous_usage,
         )  # fmt: skip
         return StreamingResponse(chunks, media_type="text/event-stream", headers={**SSE_HEADERS, **answer.headers})
     assert answer.completion is not None

@@ -108,13 +108,17 @@ _CONTEXT = (
 _VOCABULARY = "a logit_bias token id is outside the model's vocabulary (token_out_of_vocabulary)"
 _GRAMMAR = "a JSON Schema uses what cannot be enforced while decoding (unenforceable_schema)"
 _SIZE = "its JSON Schemas have more than 131072 characters in all (schema_too_large)"
+_STRUCTURED = (
+    "structured_outputs holds a regex, grammar or structural tag that does not parse (invalid_grammar) or whose "
+    "counted repetitions add up to more than 256 (too_complex)"
+)
 _BEYOND_THE_SCHEMA: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
     ("post", "/v1/chat/completions"): (
         f"A request the schema allows is still refused when {_CONTEXT}, when its text in all is over "
         "VLSERVE_MAX_PROMPT_CHARS (context_length_exceeded) or its images in all over "
         "VLSERVE_MAX_IMAGES_PER_REQUEST (too_many_images), when two tools share a name (duplicate_tool_name) or "
-        f"tool_choice names none of them (unknown_tool), when {_VOCABULARY}, when {_GRAMMAR}, when {_SIZE}, or "
-        "when JSON nests deeper than VLSERVE_MAX_JSON_DEPTH (json_too_deep).",
+        f"tool_choice names none of them (unknown_tool), when {_VOCABULARY}, when {_GRAMMAR}, when {_SIZE}, when "
+        f"{_STRUCTURED}, or when JSON nests deeper than VLSERVE_MAX_JSON_DEPTH (json_too_deep).",
         (
             "context_length_exceeded",
             "too_many_images",
@@ -123,12 +127,23 @@ _BEYOND_THE_SCHEMA: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
             "token_out_of_vocabulary",
             "unenforceable_schema",
             "schema_too_large",
+            "invalid_grammar",
+            "too_complex",
             "json_too_deep",
         ),
     ),
     ("post", "/v1/completions"): (
-        f"A request the schema allows is still refused when {_CONTEXT}, or when {_VOCABULARY}.",
-        ("context_length_exceeded", "token_out_of_vocabulary"),
+        f"A request the schema allows is still refused when {_CONTEXT}, when {_VOCABULARY}, when {_GRAMMAR}, when "
+        f"{_SIZE}, when {_STRUCTURED}, or when JSON nests deeper than VLSERVE_MAX_JSON_DEPTH (json_too_deep).",
+        (
+            "context_length_exceeded",
+            "token_out_of_vocabulary",
+            "unenforceable_schema",
+            "schema_too_large",
+            "invalid_grammar",
+            "too_complex",
+            "json_too_deep",
+        ),
     ),
     ("post", "/v1/chat/vision"): (
         f"A request the schema allows is still refused when {_CONTEXT.replace('prompt', 'prompt and images')}.",

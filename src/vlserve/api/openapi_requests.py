@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vlserve.api.request_fields import declare_refused
 from vlserve.settings import Settings
 
 FORM = "multipart/form-data"
@@ -62,6 +63,10 @@ def declare_requests(schema: dict[str, Any], settings: Settings) -> None:
     completions = ("/v1/completions", "post", "application/json")
     vision = ("/v1/chat/vision", "post", FORM)
     documents = ("/v1/documents", "post", FORM)
+    for route, endpoint in ((chat, "chat"), (completions, "completions")):
+        body = _body_schema(schema, *route)
+        if body is not None:
+            declare_refused(body, endpoint)
     _bound(schema, chat, "messages", maxItems=settings.max_messages)
     _bound(schema, completions, "prompt", maxLength=settings.max_prompt_chars)
     _bound(schema, vision, "prompt", maxLength=settings.max_prompt_chars)

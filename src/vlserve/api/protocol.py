@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vlserve.api.chat_rules import CHAT_RULES, NAMED_TOOL_CHOICE
 from vlserve.api.content_schema import JSON_OBJECT_TEXT
 from vlserve.api.message_protocol import FUNCTION_NAME, ChatMessage
+from vlserve.api.structured_schema import STRUCTURED_OUTPUTS_SCHEMA
 
 # A field holding a JSON Schema (a tool's parameters, a response format's schema): an object, checked against
 # the metaschema of the draft it names (2020-12 unless its $schema says otherwise) and, for an answer
@@ -40,7 +41,12 @@ class NamedToolChoice(BaseModel):
 
 
 class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     include_usage: bool = False
+    continuous_usage_stats: bool = Field(
+        default=False, description="vLLM extension: usage so far on every chunk, not only at the end."
+    )
 
 
 class ResponseFormat(BaseModel):
@@ -72,7 +78,8 @@ class ResponseFormat(BaseModel):
 class SamplingOptions(BaseModel):
     """What chat and text completions share: the model, decoding settings and streaming.
 
-    Unknown fields are accepted and ignored, as OpenAI clients send many optional ones.
+    Undeclared keys are kept (``model_extra``) so that api/request_fields.py can refuse each by name: a field
+    vlserve does not serve set to a value that matters, or a key neither OpenAI nor vLLM defines.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -102,6 +109,15 @@ class SamplingOptions(BaseModel):
     )
     ignore_eos: bool = False
     min_tokens: int = Field(default=0, ge=0)
+    # vLLM's sampling extensions, with its names and defaults
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0, description="Drop tokens below min_p x the top one's.")
+    stop_token_ids: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, max_length=64, description="End the answer at any of these token ids."
+    )
+    include_stop_str_in_output: bool = Field(default=False, description="Keep the stop string in the answer.")
+    skip_special_tokens: bool = Field(default=True, description="Leave special tokens out of the text.")
+    spaces_between_special_tokens: bool = True
+    user: str | None = Field(default=None, description="Accepted; recorded nowhere, changes nothing.")
 
     @field_validator("stop")
     @classmethod
@@ -142,6 +158,19 @@ class ChatCompletionRequest(SamplingOptions):
         json_schema_extra={"anyOf": [{"enum": ["none", "auto", "required"]}, NAMED_TOOL_CHOICE, {"type": "null"}]},
     )
     parallel_tool_calls: bool | None = None
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        default=None,
+        description='Variables for the checkpoint\'s chat template, e.g. {"enable_thinking": false}; names are '
+        "identifiers, values JSON, the template's own inputs (messages, tools, ...) excluded.",
+    )
+    include_reasoning: bool = Field(default=True, description="false: leave a reasoning model's reasoning out.")
+    # Informational in OpenAI's reference: accepted, change nothing.
+    metadata: dict[str, Any] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    safety_identifier: str | None = None
     # In OpenAI's reference but not served: refused by name (api/refusals.py) rather than ignored.
     audio: Any = Field(default=None, json_schema_extra=NOT_SERVED)
     modalities: list[str] | None = Field(
@@ -164,7 +193,7 @@ class ChatCompletionRequest(SamplingOptions):
     guided_grammar: str | None = Field(default=None, json_schema_extra=NOT_SERVED)
     guided_whitespace_pattern: str | None = Field(default=None, json_schema_extra=NOT_SERVED)
     guided_decoding_backend: str | None = Field(default=None, description="Accepted; vlserve picks the backend.")
-    structured_outputs: dict[str, Any] | None = Field(default=None, json_schema_extra=NOT_SERVED)
+    structured_outputs: dict[str, Any] | None = Field(default=None, json_schema_extra=STRUCTURED_OUTPUTS_SCHEMA)
 
     @field_validator("messages")
     @classmethod

@@ -66,6 +66,8 @@ def _extras(model: BaseModel | None, param: str) -> Iterator[tuple[str, Any]]:
 def _free_form(body: ChatCompletionRequest) -> Iterator[tuple[str, Any]]:
     """Every part of a chat request whose shape the client chooses, with the param naming it."""
     yield from _extras(body, "")
+    yield "metadata", body.metadata
+    yield "chat_template_kwargs", body.chat_template_kwargs
     for i, message in enumerate(body.messages):
         yield f"messages[{i}].content", message.content
         yield from _extras(message, f"messages[{i}]")

@@ -59,4 +59,6 @@ def tool_fields(body: ChatCompletionRequest, *, max_depth: int) -> dict[str, Any
             "send either tools or a response_format, not both (a tool's parameters are a JSON Schema already)",
             param="response_format",
         )
+    if tools and choice != "none" and body.structured_outputs is not None:  # its format would rule out tool calls
+        raise ClientError("send either tools or structured_outputs, not both", param="structured_outputs")
     return {"tools": tools, "tool_choice": choice, "parallel_tool_calls": body.parallel_tool_calls is not False}

@@ -1,7 +1,7 @@
 """A cached answer as data: the engine's deltas in order, as compact JSON.
 
 Each delta keeps what the response shapes read (text, finish reason, token ids, usage, logprobs, tool-call
-pieces), so a cached answer renders through the same functions as a fresh one, chunk for chunk. Fields at
+pieces, reasoning), so a cached answer renders through the same functions as a fresh one, chunk for chunk. Fields at
 their default are left out. :func:`decode` raises ValueError on anything it did not write.
 """
 
@@ -29,10 +29,16 @@ def _delta(delta: Delta) -> dict[str, Any]:
         item["i"] = list(delta.token_ids)
     if delta.usage is not None:
         item["u"] = [delta.usage.prompt_tokens, delta.usage.completion_tokens, delta.usage.image_tokens]
+        if delta.usage.reasoning_tokens is not None:
+            item["u"].append(delta.usage.reasoning_tokens)
     if delta.logprobs:
         item["l"] = [_logprob(entry) for entry in delta.logprobs]
     if delta.tool_calls:
         item["c"] = [[piece.index, piece.id, piece.name, piece.arguments] for piece in delta.tool_calls]
+    if delta.reasoning:
+        item["r"] = delta.reasoning
+    if delta.prompt_tokens is not None:
+        item["p"] = delta.prompt_tokens
     return item
 
 
@@ -55,6 +61,8 @@ def _decoded(item: dict[str, Any]) -> Delta:
         None if usage is None else Usage(*usage),
         tuple(_token_logprob(entry) for entry in item.get("l", ())),
         tuple(ToolCallDelta(*piece) for piece in item.get("c", ())),
+        reasoning=item.get("r", ""),
+        prompt_tokens=item.get("p"),
     )
 
 

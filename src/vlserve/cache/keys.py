@@ -55,7 +55,7 @@ def _turns(request: EngineRequest) -> list[Any]:
 def _sampling(params: SamplingParams) -> dict[str, Any]:
     fields = {f.name: getattr(params, f.name) for f in dataclasses.fields(params) if f.name != "incremental"}
     output = fields.pop("output")
-    fields["output"] = None if output is None else [output.name, output.schema_json]
+    fields["output"] = None if output is None else [output.kind, output.name, output.schema_json, output.source]
     fields["stop"] = list(params.stop)
     fields["logit_bias"] = sorted([int(token), bias] for token, bias in params.logit_bias.items())
     return fields
@@ -83,6 +83,7 @@ def cache_key(
         "tools": [dict(tool) for tool in request.tools],
         "tool_choice": request.tool_choice,
         "parallel_tool_calls": request.parallel_tool_calls,
+        "chat_template_kwargs": dict(request.chat_template_kwargs),
         "sampling": _sampling(params),
         "stream": stream,
     }

@@ -82,6 +82,7 @@ class EngineRequest:
     tool_choice: str | Mapping[str, Any] | None = None  # "none", "auto", "required" or a named function
     parallel_tool_calls: bool = True  # False: at most one tool call per answer
     prompt: str | None = None  # a raw text prompt (/v1/completions): no chat template, no turns, no media
+    chat_template_kwargs: Mapping[str, Any] = field(default_factory=dict)  # extra variables for the chat template
 
     @classmethod
     def chat(cls, turns: Sequence[ChatTurn], images: Sequence[Image.Image] = ()) -> EngineRequest:
@@ -125,7 +126,14 @@ class SamplingParams:
     logprobs: bool = False
     top_logprobs: int = 0
     return_token_ids: bool = False  # ask a remote engine for token ids (in-process engines always know them)
+    # vLLM's sampling extensions (its SamplingParams names and defaults)
+    min_p: float = 0.0  # drop tokens less likely than min_p x the most likely one
+    stop_token_ids: tuple[int, ...] = ()  # end the answer at any of these tokens (finish_reason "stop")
+    include_stop_str_in_output: bool = False  # keep the stop string that ended the answer in its text
+    skip_special_tokens: bool = True  # leave special tokens out of the text
+    spaces_between_special_tokens: bool = True
     incremental: bool = True  # the caller reads deltas as they come; False: only the whole answer matters
+    continuous_usage: bool = False  # the caller reports usage on every chunk: a remote engine asks its upstream
 
     @property
     def greedy(self) -> bool:
@@ -145,6 +153,7 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     image_tokens: int = 0  # part of prompt_tokens
+    reasoning_tokens: int | None = None  # part of completion_tokens; None: the model does not reason (or not said)
 
 
 @dataclass(frozen=True)
@@ -180,6 +189,11 @@ class Delta:
     # On a request's first delta: seconds it waited inside this engine before generation began (a place in
     # the batch; remote: before it was sent upstream). None: the engine does not say.
     queued_s: float | None = None
+    reasoning: str = ""  # the next piece of a reasoning model's thinking (never part of ``text``)
+    # The prompt's length in tokens, on a delta before the last, where the engine knows it exactly (for usage on
+    # every chunk, stream_options.continuous_usage_stats); the last delta's ``usage`` says it in any case.
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None  # the tokens generated so far, where an upstream says (its running usage)
 
 
 TEMPLATE_TOKENS = 16  # a bound on what a chat template adds around one message or one image

@@ -19,6 +19,11 @@ FEATURES = (
     "logit_bias",
     "ignore_eos",
     "min_tokens",
+    "min_p",
+    "stop_token_ids",
+    "include_stop_str_in_output",
+    "skip_special_tokens",
+    "spaces_between_special_tokens",
 )
 ALL_FEATURES = frozenset(FEATURES)
 
@@ -35,6 +40,11 @@ def requested_features(request: EngineRequest, params: SamplingParams) -> list[s
         "logit_bias": bool(params.logit_bias),
         "ignore_eos": params.ignore_eos,
         "min_tokens": params.min_tokens > 0,
+        "min_p": params.min_p > 0.0,
+        "stop_token_ids": bool(params.stop_token_ids),
+        "include_stop_str_in_output": params.include_stop_str_in_output,
+        "skip_special_tokens": not params.skip_special_tokens,  # the default skips them: keeping them is the use
+        "spaces_between_special_tokens": not params.spaces_between_special_tokens,
     }
     return [name for name in FEATURES if used[name]]
 
@@ -42,7 +52,8 @@ def requested_features(request: EngineRequest, params: SamplingParams) -> list[s
 def refuse_unsupported(
     request: EngineRequest, params: SamplingParams, *, supported: frozenset[str], engine: str
 ) -> None:
-    """ClientError naming the first parameter this request uses that ``engine`` does not implement."""
+    """ClientError naming the first parameter this request uses that ``engine`` does not implement, or the
+    first of vLLM's sampling extensions out of its range (:func:`check_sampling_extensions`)."""
     for name in requested_features(request, params):
         if name not in supported:
             raise ClientError(
@@ -50,3 +61,27 @@ def refuse_unsupported(
                 param=name,
                 code="unsupported_parameter",
             )
+    check_sampling_extensions(params)
+
+
+MAX_STOP_TOKEN_IDS = 64
+
+
+def check_sampling_extensions(params: SamplingParams, vocab_size: int | None = None) -> None:
+    """ClientError when min_p is outside [0, 1], or stop_token_ids has more than MAX_STOP_TOKEN_IDS ids or an
+    id outside the vocabulary (negative; with ``vocab_size`` known, not below it), as vLLM refuses them."""
+    if not 0.0 <= params.min_p <= 1.0:
+        raise ClientError(f"min_p must be between 0 and 1, got {params.min_p}", param="min_p")
+    ids = params.stop_token_ids
+    if len(ids) > MAX_STOP_TOKEN_IDS:
+        raise ClientError(
+            f"stop_token_ids has {len(ids)} ids; at most {MAX_STOP_TOKEN_IDS} are allowed", param="stop_token_ids"
+        )
+    outside = sorted(t for t in ids if t < 0 or (vocab_size is not None and t >= vocab_size))
+    if outside:
+        vocabulary = "" if vocab_size is None else f" (0-{vocab_size - 1})"
+        raise ClientError(
+            f"stop_token_ids names token id {outside[0]}, outside this model's vocabulary{vocabulary}",
+            param="stop_token_ids",
+            code="token_out_of_vocabulary",
+        )

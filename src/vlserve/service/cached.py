@@ -73,6 +73,7 @@ def completion_of(deltas: Sequence[Delta]) -> Completion:
         "".join(delta.text for delta in deltas), last.finish_reason or "stop", last.usage or Usage(0, len(token_ids)),
         token_ids, tuple(lp for delta in deltas for lp in delta.logprobs),
         assemble_tool_calls([piece for delta in deltas for piece in delta.tool_calls]),
+        "".join(delta.reasoning for delta in deltas) or None,
     )  # fmt: skip
 
 
@@ -80,7 +81,7 @@ def delta_of(completion: Completion) -> Delta:
     """A whole answer as the one delta that :func:`completion_of` turns back into it."""
     calls = tuple(ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(completion.tool_calls))
     return Delta(completion.text, completion.finish_reason, completion.token_ids, completion.usage,  # type: ignore[arg-type]
-                 completion.logprobs, calls)  # fmt: skip
+                 completion.logprobs, calls, reasoning=completion.reasoning or "")  # fmt: skip
 
 
 async def _replayed(deltas: Sequence[Delta]) -> AsyncIterator[Delta]:

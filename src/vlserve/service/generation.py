@@ -54,6 +54,7 @@ class Completion:
     token_ids: tuple[int, ...] = ()
     logprobs: tuple[TokenLogprob, ...] = ()
     tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str | None = None  # a reasoning model's thinking, apart from the answer; None: it gave none
 
 
 def assemble_tool_calls(pieces: Sequence[ToolCallDelta]) -> tuple[ToolCall, ...]:
@@ -216,6 +217,7 @@ class GenerationService:
 
     async def complete(self, prepared: Prepared, params: SamplingParams) -> Completion:
         pieces: list[str] = []
+        thinking: list[str] = []
         token_ids: list[int] = []
         logprobs: list[TokenLogprob] = []
         calls: list[ToolCallDelta] = []
@@ -223,6 +225,7 @@ class GenerationService:
         async with contextlib.aclosing(await self.stream(prepared, whole)) as deltas:
             async for delta in deltas:
                 pieces.append(delta.text)
+                thinking.append(delta.reasoning)
                 token_ids.extend(delta.token_ids)
                 logprobs.extend(delta.logprobs)
                 calls.extend(delta.tool_calls)
@@ -230,6 +233,6 @@ class GenerationService:
                     usage = delta.usage or Usage(0, len(token_ids))
                     return Completion(
                         "".join(pieces), delta.finish_reason, usage, tuple(token_ids), tuple(logprobs),
-                        assemble_tool_calls(calls),
+                        assemble_tool_calls(calls), "".join(thinking) or None,
                     )  # fmt: skip
         raise ServerError("generation ended without a result")

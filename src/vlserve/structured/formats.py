@@ -18,7 +18,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 from jsonschema.exceptions import SchemaError, best_match
@@ -36,24 +36,47 @@ ANY_OBJECT = {"type": "object"}
 MAX_SCHEMA_CHARS = 128 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PARAM = "response_format"
+STRUCTURED_OUTPUTS = "structured_outputs"  # the name of a format asked for there
+Kind = Literal["json", "regex", "choice", "grammar", "structural_tag"]
 
 
 @dataclass(frozen=True)
 class OutputFormat:
-    """A JSON answer, optionally under a schema; ``schema_json`` is canonical so equal schemas compare equal.
-    An answer nests at most ``max_depth`` levels (the server's ``max_json_depth``)."""
+    """The answer's format. Kind ``json`` (the default): a JSON answer under the schema ``schema_json``, canonical
+    so equal schemas compare equal, nesting at most ``max_depth`` levels (the server's ``max_json_depth``).
+    The other kinds (vLLM's ``structured_outputs``, :mod:`vlserve.structured.outputs`) hold their ``source``:
+    ``regex`` a regular expression, ``choice`` a JSON list of the allowed answers, ``grammar`` an EBNF grammar
+    (xgrammar's GBNF dialect), ``structural_tag`` an xgrammar structural tag as canonical JSON."""
 
     name: str
     schema_json: str
     max_depth: int = DEFAULT_MAX_DEPTH
+    kind: Kind = "json"
+    source: str = ""
 
     @classmethod
     def of(cls, name: str, schema: dict[str, Any], max_depth: int = DEFAULT_MAX_DEPTH) -> OutputFormat:
         return cls(name, json.dumps(schema, sort_keys=True, ensure_ascii=False), max_depth)
 
+    @classmethod
+    def constraint(cls, kind: Kind, source: str, max_depth: int = DEFAULT_MAX_DEPTH) -> OutputFormat:
+        """A format of ``structured_outputs`` other than a JSON Schema."""
+        return cls(STRUCTURED_OUTPUTS, "", max_depth, kind, source)
+
     @cached_property
     def schema(self) -> dict[str, Any]:
         return json.loads(self.schema_json)
+
+    @cached_property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(json.loads(self.source)) if self.kind == "choice" else ()
+
+    @property
+    def param(self) -> str:
+        """The request field that asked for this format, for an error about it."""
+        if self.name == STRUCTURED_OUTPUTS:
+            return f"{STRUCTURED_OUTPUTS}.{self.kind}"
+        return "guided_json" if self.name == "guided_json" else "response_format.json_schema.schema"
 
 
 def _where(path: Any) -> str:
@@ -146,7 +169,10 @@ def parse_response_format(value: dict[str, Any] | None, *, max_depth: int = DEFA
 
 def validate_output(text: str, output: OutputFormat) -> str | None:
     """None when ``text`` is one JSON value valid under ``output``; else what is wrong, in a sentence.
-    CPU work for as long as the answer and the schema make it: call it in a thread from async code."""
+    CPU work for as long as the answer and the schema make it: call it in a thread from async code. An answer
+    in any other kind is not checked again: the grammar it was decoded under admits nothing else."""
+    if output.kind != "json":
+        return None
     try:
         value = loads(text, output.max_depth)
     except JSONTooDeepError:

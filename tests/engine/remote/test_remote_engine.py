@@ -206,7 +206,7 @@ def test_images_reach_the_upstream_inline_and_resized_never_as_urls(gateway, ima
             {"type": "image_url", "image_url": {"url": fits}},
             {"type": "text", "text": "compare"},
         ]
-        reply = ask(client, content, max_tokens=3, presence_penalty=1.5, headers=None)
+        reply = ask(client, content, max_tokens=3, presence_penalty=1.5)
         assert reply.status_code == 200, reply.text
         sent = eyes.requests[-1]
         urls = [p["image_url"]["url"] for p in sent["messages"][0]["content"] if p["type"] == "image_url"]
@@ -214,7 +214,8 @@ def test_images_reach_the_upstream_inline_and_resized_never_as_urls(gateway, ima
         sizes = [Image.open(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))).size for u in urls]
         assert sizes == [(608, 416), (320, 256), (640, 384)]  # each resized once into the 64-256 token budget
         assert urls[2] == fits  # nothing to resize: the client's own bytes, not re-encoded
-        assert sent["max_tokens"] == 3 and sent["presence_penalty"] == 1.5 and sent["model"] == "stub-model"
+        assert sent["max_completion_tokens"] == 3 and "max_tokens" not in sent  # max_tokens is deprecated on chat
+        assert sent["presence_penalty"] == 1.5 and sent["model"] == "stub-model"
 
 
 def test_trace_id_and_key_go_upstream(gateway):
@@ -227,7 +228,7 @@ def test_trace_id_and_key_go_upstream(gateway):
         assert reply.status_code == 200 and reply.headers["X-Request-Id"] == "trace-123"
         assert ears.headers[-1]["x-request-id"] == "trace-123"
         assert ears.headers[-1]["authorization"] == f"Bearer {KEY}"
-        assert ears.requests[-1]["max_tokens"] == 64  # the server's default limit, as with every engine
+        assert ears.requests[-1]["max_completion_tokens"] == 64  # the server's default limit, as with every engine
 
 
 def test_a_peer_without_health_is_checked_on_its_model_list(gateway):
@@ -298,6 +299,7 @@ def test_a_text_completion_goes_to_the_upstreams_completions_endpoint(gateway):
         assert plain.paths[-1] == "/v1/completions"
         sent = plain.requests[-1]
         assert sent["prompt"] == "Once upon" and sent["logprobs"] == 1 and "messages" not in sent
+        assert sent["max_tokens"] == 3 and "max_completion_tokens" not in sent  # a completion's only limit field
         choice = reply.json()["choices"][0]
         assert (choice["text"], choice["finish_reason"]) == ("a stub answer", "length")
         legacy = choice["logprobs"]
@@ -320,3 +322,22 @@ def test_no_reachable_upstream_means_not_ready_and_503(gateway):
     assert ready.status_code == 503 and ready.json()["detail"] == "no upstream engine is healthy"
     refused = ask(client)
     assert refused.status_code == 503 and "127.0.0.1" not in refused.text
+
+
+def test_structured_outputs_go_upstream_in_vllms_form_and_json_kinds_as_a_response_format(gateway):
+    tag = {"type": "structural_tag", "format": {"type": "const_string", "value": "<ok/>"}}
+    with stubs("formats") as (stub,):
+        client = gateway(stub)
+        for value, sent in [({"regex": "[0-9]{3}"}, {"regex": "[0-9]{3}"}),
+                            ({"choice": ["yes", "no"]}, {"choice": ["yes", "no"]}),
+                            ({"grammar": 'root ::= "a"'}, {"grammar": 'root ::= "a"'})]:  # fmt: skip
+            assert ask(client, structured_outputs=value).status_code == 200
+            assert stub.requests[-1]["structured_outputs"] == sent and "response_format" not in stub.requests[-1]
+        assert ask(client, structured_outputs={"structural_tag": tag}).status_code == 200
+        assert json.loads(stub.requests[-1]["structured_outputs"]["structural_tag"]) == tag  # vLLM takes its JSON text
+        schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+        ask(client, structured_outputs={"json": schema})
+        assert "structured_outputs" not in stub.requests[-1]  # what any OpenAI-compatible upstream takes
+        assert stub.requests[-1]["response_format"]["json_schema"]["schema"] == schema
+        reply = client.post("/v1/completions", json={"prompt": "Once", "structured_outputs": {"choice": ["a", "b"]}})
+        assert reply.status_code == 200 and stub.requests[-1]["structured_outputs"] == {"choice": ["a", "b"]}

@@ -64,12 +64,18 @@ def test_only_what_the_client_set_is_sent_so_the_upstream_defaults_apply():
         ),
         stream=False,
     )  # fmt: skip
-    assert {k: full[k] for k in ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop")} == {
-        "max_tokens": 9, "temperature": 0.0, "top_p": 0.5, "top_k": 0, "seed": 3, "stop": ["x"],
+    assert {k: full[k] for k in ("max_completion_tokens", "temperature", "top_p", "top_k", "seed", "stop")} == {
+        "max_completion_tokens": 9, "temperature": 0.0, "top_p": 0.5, "top_k": 0, "seed": 3, "stop": ["x"],
     }  # fmt: skip
+    assert "max_tokens" not in full  # deprecated on chat by vLLM, refused by OpenAI's newer models
     assert full["logit_bias"] == {"5": -100.0} and full["presence_penalty"] == 1.5 and full["ignore_eos"] is True
     assert full["repetition_penalty"] == 1.1 and full["min_tokens"] == 2 and full["return_token_ids"] is True
     assert full["stream"] is False and "stream_options" not in full
+
+
+def test_a_text_completion_limits_with_max_tokens_its_only_limit_field():
+    body = request_body("m", {"prompt": "Once"}, SamplingParams(max_tokens=7), stream=False)
+    assert body["max_tokens"] == 7 and "max_completion_tokens" not in body
 
 
 def test_response_formats_are_the_openai_ones():
@@ -260,3 +266,18 @@ def test_a_streamed_text_completion_is_read_from_its_text_with_its_logprobs():
     assert [(d.text, d.finish_reason) for d in deltas] == [("Once", None), (" upon", None), ("", "length")]
     assert deltas[1].logprobs == (TokenLogprob(" upon", -1.0, top=(TokenLogprob(" upon", -1.0),)),)
     assert deltas[-1].usage.prompt_tokens == 3
+
+
+def test_continuous_usage_is_asked_for_upstream_and_relayed_on_each_delta():
+    body = request_body("m", {"messages": []}, SamplingParams(continuous_usage=True), stream=True)
+    assert body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
+    assert (
+        "continuous_usage_stats"
+        not in request_body("m", {"messages": []}, SamplingParams(), stream=True)["stream_options"]
+    )
+    reader = ChunkReader(image_tokens=0, scrub=scrub)
+    running = {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13}
+    (delta,) = reader.feed(sse({"choices": [{"index": 0, "delta": {"content": "Hi"}}], "usage": running}))
+    assert (delta.text, delta.prompt_tokens, delta.completion_tokens) == ("Hi", 11, 2)
+    (plain,) = ChunkReader(0, scrub).feed(sse({"choices": [{"index": 0, "delta": {"content": "Hi"}}]}))
+    assert plain.prompt_tokens is None and plain.completion_tokens is None

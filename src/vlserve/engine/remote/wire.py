@@ -11,6 +11,7 @@ not an answer (502), never a RecursionError.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -70,14 +71,26 @@ def chat_inputs(request: EngineRequest, image_urls: Sequence[str]) -> dict[str, 
             inputs["tool_choice"] = choice if isinstance(choice, str) else dict(choice)
         if not request.parallel_tool_calls:
             inputs["parallel_tool_calls"] = False
+    if request.chat_template_kwargs:  # e.g. {"enable_thinking": false}, for the upstream's template
+        inputs["chat_template_kwargs"] = dict(request.chat_template_kwargs)
     return inputs
 
 
-def response_format(output: OutputFormat) -> dict[str, Any]:
+def response_format(output: OutputFormat) -> dict[str, Any] | None:
+    """A JSON answer as OpenAI asks for it (which any OpenAI-compatible upstream takes); None for other kinds."""
+    if output.kind != "json":
+        return None
     if output.name == "json_object" and output.schema == ANY_OBJECT:
         return {"type": "json_object"}
     name = _NAME_CHARS.sub("_", output.name)[:64] or "schema"
     return {"type": "json_schema", "json_schema": {"name": name, "schema": output.schema, "strict": True}}
+
+
+def structured_outputs(output: OutputFormat) -> dict[str, Any] | None:
+    """A regex, choice, grammar or structural tag as vLLM (0.12 and later) takes it; None for a JSON answer."""
+    if output.kind == "json":
+        return None
+    return {output.kind: list(output.choices) if output.kind == "choice" else output.source}
 
 
 def request_body(model: str, inputs: Mapping[str, Any], params: SamplingParams, *, stream: bool) -> dict[str, Any]:
@@ -86,18 +99,24 @@ def request_body(model: str, inputs: Mapping[str, Any], params: SamplingParams, 
     body: dict[str, Any] = {"model": model, **inputs, "stream": stream}
     if stream:
         body["stream_options"] = {"include_usage": True}
+        if params.continuous_usage:  # the running usage on every chunk, relayed (vLLM and SGLang take it)
+            body["stream_options"]["continuous_usage_stats"] = True
     if params.logprobs:  # a text completion asks for the number of alternatives; a chat, for a flag and a number
         body.update({"logprobs": params.top_logprobs} if "prompt" in inputs else {"logprobs": True})
     if params.top_logprobs and "prompt" not in inputs:
         body["top_logprobs"] = params.top_logprobs
+    # A chat's limit is max_completion_tokens (vLLM marks max_tokens deprecated there, OpenAI's newer models
+    # refuse it); a text completion has only max_tokens.
+    limit = "max_tokens" if "prompt" in inputs else "max_completion_tokens"
     optional = {
-        "max_tokens": params.max_tokens,
+        limit: params.max_tokens,
         "temperature": params.temperature,
         "top_p": params.top_p,
         "top_k": params.top_k,
         "seed": params.seed,
         "stop": list(params.stop) or None,
         "response_format": None if params.output is None else response_format(params.output),
+        "structured_outputs": None if params.output is None else structured_outputs(params.output),
         "min_tokens": params.min_tokens or None,
         "ignore_eos": params.ignore_eos or None,
         "presence_penalty": params.presence_penalty or None,
@@ -105,6 +124,12 @@ def request_body(model: str, inputs: Mapping[str, Any], params: SamplingParams, 
         "repetition_penalty": None if params.repetition_penalty == 1.0 else params.repetition_penalty,
         "logit_bias": {str(k): v for k, v in params.logit_bias.items()} or None,
         "return_token_ids": params.return_token_ids or None,
+        # vLLM's sampling extensions, each only when it differs from vLLM's default
+        "min_p": params.min_p or None,
+        "stop_token_ids": list(params.stop_token_ids) or None,
+        "include_stop_str_in_output": params.include_stop_str_in_output or None,
+        "skip_special_tokens": None if params.skip_special_tokens else False,
+        "spaces_between_special_tokens": None if params.spaces_between_special_tokens else False,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     return body
@@ -158,8 +183,27 @@ def completion_deltas(payload: bytes, image_tokens: int) -> list[Delta]:
         raise UpstreamError("the upstream's answer is not a (chat) completion") from None
     usage = body.get("usage") or {}
     generated = len(answer.token_ids) or len(answer.logprobs)
-    counts = Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or generated), image_tokens)
+    counts = Usage(
+        int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or generated), image_tokens,
+        _reasoning_tokens(usage),
+    )  # fmt: skip
     return [answer, Delta("", reason, usage=counts)]  # type: ignore[arg-type]
+
+
+def _reasoning(message: Mapping[str, Any]) -> str:
+    """A message's (or delta's) reasoning: ``reasoning`` from vLLM 0.11 on, ``reasoning_content`` from older
+    vLLM, SGLang and DeepSeek-style servers."""
+    for name in ("reasoning", "reasoning_content"):
+        if isinstance(message.get(name), str) and message[name]:
+            return message[name]
+    return ""
+
+
+def _reasoning_tokens(usage: Mapping[str, Any]) -> int | None:
+    """``completion_tokens_details.reasoning_tokens``, when the upstream counts them."""
+    details = usage.get("completion_tokens_details")
+    count = details.get("reasoning_tokens") if isinstance(details, Mapping) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
 
 
 def _answer(choice: Mapping[str, Any], message: Mapping[str, Any]) -> Delta:
@@ -171,6 +215,7 @@ def _answer(choice: Mapping[str, Any], message: Mapping[str, Any]) -> Delta:
         token_ids=tuple(choice.get("token_ids") or ()),
         logprobs=_logprobs(choice.get("logprobs")),
         tool_calls=tuple(_tool_call(call, n) for n, call in enumerate(calls)),
+        reasoning=_reasoning(message),
     )
 
 
@@ -214,6 +259,16 @@ def _bytes(entry: Mapping[str, Any]) -> tuple[int, ...] | None:
     return None if entry.get("bytes") is None else tuple(entry["bytes"])
 
 
+def _with_running(piece: Delta, usage: Any) -> Delta:
+    """``piece`` with the upstream's running usage, when its chunk carried one (continuous_usage_stats)."""
+    if not isinstance(usage, dict):
+        return piece
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return piece
+    return dataclasses.replace(piece, prompt_tokens=prompt, completion_tokens=completion)
+
+
 class ChunkReader:
     """Turns the upstream's SSE lines into deltas; the last carries the finish reason and the usage."""
 
@@ -249,11 +304,15 @@ class ChunkReader:
                 piece = _answer(choice, choice.get("delta") or {})
             except (KeyError, IndexError, TypeError, ValueError, AttributeError):
                 raise UpstreamError("the upstream sent a stream event that is not a (chat) completion") from None
-            self._generated += len(piece.token_ids) or len(piece.logprobs) or int(bool(piece.text or piece.tool_calls))
+            self._generated += (
+                len(piece.token_ids)
+                or len(piece.logprobs)
+                or int(bool(piece.text or piece.tool_calls or piece.reasoning))
+            )
             if choice.get("finish_reason"):
                 self._finish = _finish_reason(choice["finish_reason"])
-            if piece.text or piece.token_ids or piece.logprobs or piece.tool_calls:
-                yield piece
+            if piece.text or piece.reasoning or piece.token_ids or piece.logprobs or piece.tool_calls:
+                yield _with_running(piece, chunk.get("usage"))
         if chunk.get("usage"):
             self._usage = chunk["usage"]
             if self._finish is not None:
@@ -272,6 +331,7 @@ class ChunkReader:
                 int(usage.get("prompt_tokens") or 0),
                 int(usage.get("completion_tokens") or self._generated),
                 self._image_tokens,
+                _reasoning_tokens(usage),
             ),
         )
 

@@ -18,12 +18,13 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextTo
 
 from vlserve.engine.base import GREEDY, SamplingParams
 from vlserve.engine.checkpoint_files import CheckpointError, architecture, context_length, read_config
+from vlserve.engine.transformers.cpu import native_bfloat16, usable_cpus
 
 log = logging.getLogger("vlserve.engine")
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-__all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "read_config", "sampling_defaults"]
+__all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "read_config", "sampling_defaults", "set_cpu_threads"]
 
 
 @dataclass
@@ -60,10 +61,36 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return _DTYPES[dtype]
+def stored_dtype(config: dict[str, Any]) -> str | None:
+    """The dtype the checkpoint's weights are stored in, as its config names it (``dtype`` or ``torch_dtype``)."""
+    for part in (config, config.get("text_config") or {}):
+        for key in ("dtype", "torch_dtype"):
+            if isinstance(part.get(key), str):
+                return part[key]
+    return None
+
+
+def resolve_dtype(
+    dtype: str, device: torch.device, *, stored: str | None = None, cpu_bf16: bool = False
+) -> torch.dtype:
+    """``auto``: bfloat16 on CUDA; on a CPU, bfloat16 only for a bfloat16 checkpoint on a CPU that computes it
+    natively (AVX-512 BF16, AMX, Arm BF16), otherwise float32 (emulated bfloat16 is slower than float32)."""
+    if dtype != "auto":
+        return _DTYPES[dtype]
+    if device.type == "cuda":
+        return torch.bfloat16
+    return torch.bfloat16 if stored == "bfloat16" and cpu_bf16 else torch.float32
+
+
+def set_cpu_threads(threads: int | None) -> int:
+    """Size torch's CPU thread pool: ``threads`` when given, else torch's own choice capped by the cores the
+    process may use (its affinity and any cgroup CPU quota). Returns the number in use.
+
+    Call it from the event loop's thread before any worker thread starts: OpenMP keeps the count per
+    thread, and threads started afterwards take the new one."""
+    chosen = threads or min(torch.get_num_threads(), usable_cpus())
+    torch.set_num_threads(chosen)
+    return chosen
 
 
 def find_chat_template(model_dir: Path, tokenizer: Any) -> str:
@@ -101,8 +128,15 @@ def _token_ids(value: int | list[int] | None) -> list[int]:
 def load_checkpoint(model_dir: Path, *, device: str = "auto", dtype: str = "auto") -> Checkpoint:
     config = read_config(model_dir)
     torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device)
-    log.info("loading %s (%s) on %s as %s", model_dir.name, config["model_type"], torch_device, torch_dtype)
+    torch_dtype = resolve_dtype(dtype, torch_device, stored=stored_dtype(config), cpu_bf16=native_bfloat16())
+    log.info(
+        "loading %s (%s) on %s as %s (%d CPU threads)",
+        model_dir.name,
+        config["model_type"],
+        torch_device,
+        str(torch_dtype).removeprefix("torch."),
+        torch.get_num_threads(),
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     image_processor = AutoImageProcessor.from_pretrained(model_dir, local_files_only=True)

@@ -3,6 +3,11 @@
 Byte-level BPE splits one character (a Chinese character, an emoji) over several tokens, so
 text is only released once it decodes cleanly; text that might be the start of a stop string
 is held back until it is known not to be one.
+
+Stop strings work as vLLM's: the answer ends where the first stop string is completed (when several
+complete at the same character, the one starting earliest, so the longest is cut); its text ends
+before the stop string, or after it with ``include_stop_str_in_output`` (then nothing need be held
+back, the stop string being part of the answer either way).
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ REPLACEMENT = "\ufffd"
 
 
 class StreamDecoder:
-    def __init__(self, decode: Callable[[list[int]], str], stop: Sequence[str] = ()) -> None:
+    def __init__(
+        self, decode: Callable[[list[int]], str], stop: Sequence[str] = (), *, include_stop: bool = False
+    ) -> None:
         self._decode = decode
         self._stop = [s for s in stop if s]
+        self._include_stop = include_stop
         self._tokens: list[int] = []
         self._sent = 0
-        self.stopped = False  # a stop string was found; the text ends before it
+        self.stopped = False  # a stop string was found; the text ends before it (or after it, when included)
 
     @property
     def num_tokens(self) -> int:
@@ -30,10 +38,12 @@ class StreamDecoder:
         text = self._decode(self._tokens)
         if text.endswith(REPLACEMENT):
             return ""
-        cut = self._find_stop(text)
-        if cut is not None:
+        found = self._find_stop(text)
+        if found is not None:
             self.stopped = True
-            return self._release(text[:cut], len(text[:cut]))
+            start, end = found
+            cut = end if self._include_stop else start
+            return self._release(text, cut)
         return self._release(text, len(text) - self._held_back(text))
 
     def flush(self) -> str:
@@ -50,14 +60,21 @@ class StreamDecoder:
         self._sent = upto
         return piece
 
-    def _find_stop(self, text: str) -> int | None:
+    def _find_stop(self, text: str) -> tuple[int, int] | None:
+        """(start, end) of the stop string completed first in the text not yet released."""
         longest = max((len(s) for s in self._stop), default=0)
-        start = max(0, self._sent - longest)
-        hits = [i for i in (text.find(s, start) for s in self._stop) if i >= 0]
-        return min(hits) if hits else None
+        begin = max(0, self._sent - longest)
+        hits = [(i + len(s), i) for s in self._stop if (i := text.find(s, begin)) >= 0]
+        if not hits:
+            return None
+        end, start = min(hits)
+        return start, end
 
     def _held_back(self, text: str) -> int:
-        """Length of the longest suffix of ``text`` that is a proper prefix of a stop string."""
+        """Length of the longest suffix of ``text`` that is a proper prefix of a stop string (none is held
+        back when the stop string is to stay in the text)."""
+        if self._include_stop:
+            return 0
         best = 0
         for stop in self._stop:
             for n in range(min(len(stop) - 1, len(text)), best, -1):

@@ -7,15 +7,17 @@ work and image processing run in worker threads, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
 
 from vlserve.engine.base import Delta, EngineRequest, EngineStatus, ModelInfo, Prepared, SamplingParams
 from vlserve.engine.budget import completion_budget
-from vlserve.engine.capabilities import ALL_FEATURES, refuse_unsupported
+from vlserve.engine.capabilities import ALL_FEATURES, check_sampling_extensions, refuse_unsupported
 from vlserve.engine.checkpoint_files import image_budget
-from vlserve.engine.transformers.checkpoint import Checkpoint, load_checkpoint
+from vlserve.engine.reasoning import with_reasoning
+from vlserve.engine.transformers.checkpoint import Checkpoint, load_checkpoint, set_cpu_threads
 from vlserve.engine.transformers.grammar import GrammarCache
 from vlserve.engine.transformers.prompting import Prompt, PromptBuilder
 from vlserve.engine.transformers.runner import HFBatchRunner
@@ -79,6 +81,7 @@ class TransformersEngine:
     async def start(self) -> None:
         s = self._settings
         started = time.monotonic()
+        set_cpu_threads(s.cpu_threads)
         checkpoint = await asyncio.to_thread(load_checkpoint, s.model_dir(), device=s.device, dtype=s.dtype)
         self._checkpoint = checkpoint
         budget = image_budget(s.model_dir(), min_pixels=s.min_pixels, max_pixels=s.max_pixels)
@@ -149,10 +152,13 @@ class TransformersEngine:
         self._check_token_ids(params)
         self._budget(prompt, params)
         if params.output is not None or prompt.request.calls_tools:  # compiled (and cached) before it can fail a batch
-            await asyncio.to_thread(self._grammars().for_request, prompt.request, params)
+            opened = prompt.reasoning == "opened"
+            await asyncio.to_thread(self._grammars().for_request, prompt.request, params, reasoning=opened)
 
     def _check_token_ids(self, params: SamplingParams) -> None:
         vocab = self._runner.grammars.vocab_size if self._runner is not None else 0
+        if vocab:
+            check_sampling_extensions(params, vocab_size=vocab)
         outside = sorted(t for t in params.logit_bias if not 0 <= t < vocab)
         if vocab and outside:
             raise ClientError(
@@ -176,9 +182,14 @@ class TransformersEngine:
         resolved = self._resolve(params)
         max_tokens = self._budget(prompt, resolved)
         deltas = self._scheduler.stream(prompt, resolved, max_tokens)
+        if prompt.reasoning is not None:  # the reasoning first: tool calls are read from the answer only
+            deltas = with_reasoning(deltas, opened=prompt.reasoning == "opened")
         if prompt.request.calls_tools:
             deltas = with_tool_calls(deltas)
+        counted = prompt.num_tokens
         async for delta in deltas:
+            if counted is not None:  # the first delta says how long the prompt is
+                delta, counted = dataclasses.replace(delta, prompt_tokens=counted), None
             yield delta
 
 

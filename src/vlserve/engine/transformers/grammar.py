@@ -3,10 +3,15 @@
 :class:`GrammarCache` compiles an :class:`~vlserve.structured.OutputFormat`, or a request's tools and
 tool choice (an xgrammar structural tag in Qwen's ``<tool_call>`` format, see
 :mod:`vlserve.engine.transformers.tool_calls`), into a token-level grammar for the served tokenizer
-(compiled grammars are cached by xgrammar). :class:`GrammarMask` is
+(compiled grammars are cached by xgrammar). A format is a JSON Schema, or one of vLLM's ``structured_outputs``:
+a regex, a choice of strings, an EBNF grammar or a structural tag (:func:`answer_grammar`). :class:`GrammarMask` is
 a logits processor for one batched ``generate`` call: each row with a format gets its own matcher, which
 masks every token that cannot continue a valid answer; rows without a format pass through untouched.
 The answer is compact JSON with ``", "`` and ``": "`` separators, the form the demo model was trained on.
+
+A reasoning model's prompt opens a ``<think>`` block: the grammar then lets it reason freely and starts
+after ``</think>`` and the blank line its template puts there (:func:`after_reasoning`), so the format applies
+to the answer, never to the reasoning.
 """
 
 from __future__ import annotations
@@ -18,13 +23,25 @@ from typing import Any
 import torch
 import xgrammar as xgr
 from transformers import LogitsProcessor
+from xgrammar.structural_tag import AnyTextFormat, ConstStringFormat, SequenceFormat, StructuralTag, TagFormat
 
 from vlserve.engine.base import EngineRequest, SamplingParams
+from vlserve.engine.reasoning import ANSWER_SEPARATOR, THINK_END
 from vlserve.engine.transformers.tool_calls import structural_tag
 from vlserve.errors import ClientError
 from vlserve.structured import OutputFormat
+from vlserve.structured.outputs import choice_grammar
 
 _CACHE_BYTES = 64 * 2**20
+# JSON answers: no free whitespace, ", " and ": " separators, no property a schema does not declare.
+_JSON_STYLE: dict[str, Any] = {"any_whitespace": False, "separators": (", ", ": "), "strict_mode": True}
+_WHAT = {
+    "json": "the JSON Schema",
+    "regex": "the regular expression",
+    "choice": "the choices",
+    "grammar": "the grammar",
+    "structural_tag": "the structural tag",
+}
 _NATIVE_PREFIX = re.compile(r"^\[[\d:]+\]\s+\S+:\d+:\s*")  # "[06:50:01] /path/file.cc:4944: "
 
 
@@ -37,13 +54,19 @@ class GrammarCache:
         self.vocab_size = vocab_size
 
     def compile(self, output: OutputFormat) -> xgr.CompiledGrammar:
-        """The grammar for ``output``; ClientError when the schema uses something it cannot enforce."""
+        """The grammar for ``output``, by its kind (compiled once, then from xgrammar's cache, keyed by kind and
+        source); ClientError when it uses something the grammar cannot enforce."""
+        compiler = self._compiler
         try:
-            return self._compiler.compile_json_schema(
-                output.schema_json, any_whitespace=False, separators=(", ", ": "), strict_mode=True
-            )
-        except (RuntimeError, ValueError) as exc:
-            raise _unenforceable("the JSON Schema", exc, "response_format.json_schema.schema") from None
+            if output.kind == "json":
+                return compiler.compile_json_schema(output.schema_json, **_JSON_STYLE)
+            if output.kind == "regex":
+                return compiler.compile_regex(output.source)
+            if output.kind == "structural_tag":
+                return compiler.compile_structural_tag(output.source)
+            return compiler.compile_grammar(_ebnf(output))
+        except (RuntimeError, ValueError) as exc:  # xgrammar's InvalidStructuralTagError is a RuntimeError
+            raise _unenforceable(_WHAT[output.kind], exc, output.param) from None
 
     def compile_tools(self, request: EngineRequest) -> xgr.CompiledGrammar:
         """The grammar of an answer to a request with tools: text and/or tool calls, as tool_choice allows."""
@@ -52,13 +75,56 @@ class GrammarCache:
         except (RuntimeError, ValueError, xgr.InvalidStructuralTagError) as exc:
             raise _unenforceable("the tools' parameter schemas", exc, "tools") from None
 
-    def for_request(self, request: EngineRequest, params: SamplingParams) -> xgr.CompiledGrammar | None:
-        """The grammar that constrains this request's answer, if any."""
+    def for_request(
+        self, request: EngineRequest, params: SamplingParams, *, reasoning: bool = False
+    ) -> xgr.CompiledGrammar | None:
+        """The grammar that constrains this request's answer, if any; ``reasoning``: the answer begins inside
+        an open ``<think>`` block, left free up to its end."""
+        if reasoning and (params.output is not None or request.calls_tools):
+            return self._after_reasoning(request, params)
         if params.output is not None:
             return self.compile(params.output)
         if request.calls_tools:
             return self.compile_tools(request)
         return None
+
+    def _after_reasoning(self, request: EngineRequest, params: SamplingParams) -> xgr.CompiledGrammar:
+        if params.output is not None:
+            answer = answer_grammar(params.output)
+        else:
+            try:
+                answer = xgr.Grammar.from_structural_tag(structural_tag(request))
+            except (RuntimeError, ValueError, xgr.InvalidStructuralTagError) as exc:
+                raise _unenforceable("the tools' parameter schemas", exc, "tools") from None
+        return self._compiler.compile_grammar(after_reasoning(answer))
+
+
+def answer_grammar(output: OutputFormat) -> xgr.Grammar:
+    """The grammar of an answer in ``output``'s format, by its kind, to build on (uncompiled; ``compile``
+    compiles the same grammar straight from the source); ClientError when it cannot be enforced."""
+    try:
+        if output.kind == "json":
+            return xgr.Grammar.from_json_schema(output.schema_json, **_JSON_STYLE)
+        if output.kind == "regex":
+            return xgr.Grammar.from_regex(output.source)
+        if output.kind == "structural_tag":
+            return xgr.Grammar.from_structural_tag(output.source)
+        return xgr.Grammar.from_ebnf(_ebnf(output))
+    except (RuntimeError, ValueError) as exc:
+        raise _unenforceable(_WHAT[output.kind], exc, output.param) from None
+
+
+def _ebnf(output: OutputFormat) -> str:
+    """The EBNF text of a ``grammar`` or ``choice`` format."""
+    return choice_grammar(output.choices) if output.kind == "choice" else output.source
+
+
+def after_reasoning(answer: xgr.Grammar) -> xgr.Grammar:
+    """``answer`` preceded by free reasoning, its closing ``</think>`` and the blank line before the answer."""
+    reasoning = TagFormat(begin="", content=AnyTextFormat(), end=THINK_END)  # its first </think> ends it
+    separator = ConstStringFormat(value=ANSWER_SEPARATOR)
+    prefix = StructuralTag(format=SequenceFormat(elements=[reasoning, separator]))
+    return xgr.Grammar.concat(xgr.Grammar.from_structural_tag(prefix), answer)
 
 
 def _unenforceable(what: str, exc: Exception, param: str) -> ClientError:

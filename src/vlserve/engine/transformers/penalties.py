@@ -4,10 +4,11 @@ Each request in the batch keeps its own settings, applied in vLLM's order and wi
 
 1. ``logit_bias`` is added to the logits (ids outside the vocabulary are ignored, never an error
    that would fail the whole batch);
-2. the end-of-sequence ids are masked while the row has fewer than ``min_tokens`` tokens, and for
+2. the end-of-sequence ids, and the request's ``stop_token_ids``, are masked while the row has fewer
+   than ``min_tokens`` tokens (vLLM's min-tokens processor masks both); the end-of-sequence ids for
    the whole answer with ``ignore_eos``. vLLM lets an ignored eos be sampled and goes on; here
    ``generate`` ends a row at eos, so the row runs to its token limit by never choosing it (stop
-   strings still end it);
+   strings and stop token ids still end it);
 3. ``repetition_penalty`` over the row's prompt and generated tokens (a positive logit is divided by
    it, any other multiplied, as vLLM and transformers do);
 4. ``frequency_penalty`` and ``presence_penalty`` over the generated tokens only, OpenAI's formula
@@ -55,8 +56,11 @@ def adjust_row(
         if biased:
             ids = torch.tensor([t for t, _ in biased], device=logits.device)
             logits[ids] += torch.tensor([b for _, b in biased], dtype=logits.dtype, device=logits.device)
-    if params.ignore_eos or output.numel() < params.min_tokens:
+    early = output.numel() < params.min_tokens
+    if params.ignore_eos or early:
         logits[[t for t in eos_token_ids if t < vocab]] = float("-inf")
+    if early and params.stop_token_ids:
+        logits[[t for t in params.stop_token_ids if 0 <= t < vocab]] = float("-inf")
     if params.repetition_penalty != 1.0:
         seen = torch.zeros(vocab, dtype=torch.bool, device=logits.device)
         seen[prompt] = True

@@ -11,11 +11,12 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image
 
 from vlserve.engine.base import ChatTurn, EngineRequest, Prepared
+from vlserve.engine.reasoning import answer_starts_in_reasoning, template_thinks
 from vlserve.errors import ClientError
 from vlserve.media.resize import ImageBudget
 
@@ -44,6 +45,9 @@ class Prompt(Prepared):
     input_ids: list[int] = field(default_factory=list)
     mm_token_type_ids: list[int] = field(default_factory=list)
     image_inputs: dict[str, Any] = field(default_factory=dict)  # pixel_values, image_grid_thw
+    # A reasoning model's answer: "opened" when the prompt left a <think> block open (the answer begins with
+    # reasoning), "optional" when the model may open one itself; None when the answer is not split.
+    reasoning: Literal["opened", "optional"] | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -72,8 +76,14 @@ class PromptBuilder:
         factor = int(getattr(image_processor, "patch_size", 16)) * self.merge_size
         self._budget = ImageBudget(min_pixels, max_pixels, factor)
         self.image_token_id: int = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
+        self.thinks = template_thinks(chat_template, tokenizer.get_vocab())  # a reasoning model
 
-    def render(self, turns: Sequence[ChatTurn], tools: Sequence[Mapping[str, Any]] = ()) -> str:
+    def render(
+        self,
+        turns: Sequence[ChatTurn],
+        tools: Sequence[Mapping[str, Any]] = (),
+        template_kwargs: Mapping[str, Any] | None = None,  # the request's chat_template_kwargs, checked
+    ) -> str:
         messages = []
         for index, turn in enumerate(turns):
             for part in turn.parts:
@@ -90,6 +100,7 @@ class PromptBuilder:
             chat_template=self._chat_template,
             tokenize=False,
             add_generation_prompt=True,
+            **dict(template_kwargs or {}),
         )
 
     @cached_property
@@ -100,10 +111,32 @@ class PromptBuilder:
 
     def _render_request(self, request: EngineRequest) -> str:
         if not request.calls_tools:
-            return self.render(request.turns)
+            return self.render(request.turns, template_kwargs=request.chat_template_kwargs)
         if not self.renders_tools:
             raise ClientError("this model's chat template does not render tools, so it cannot call them", param="tools")
-        return self.render(request.turns, request.tools)
+        return self.render(request.turns, request.tools, request.chat_template_kwargs)
+
+    def _misplaced_images(self, request: EngineRequest, placed: int) -> ClientError:
+        """The error for images the chat template did not place, naming the first message that lost some: the
+        one whose images the conversation up to it does not show (Qwen3-VL's template drops a system
+        message's images, for one). The API refuses images outside user and tool messages before any work;
+        this catches what a checkpoint's own template drops anyway."""
+        wanted = f"the chat template placed {placed} of the request's {request.num_images} images"
+        tools = request.tools if request.calls_tools else ()
+        expected = 0
+        for index, turn in enumerate(request.turns):
+            images = [j for j, part in enumerate(turn.parts) if part["type"] == "image"]
+            expected += len(images)
+            if not images:
+                continue
+            shown = self.render(request.turns[: index + 1], tools, request.chat_template_kwargs).count(IMAGE_PAD)
+            if shown < expected:
+                return ClientError(
+                    f"{wanted}: it drops the images of a {turn.role} message; send images in user messages",
+                    param=f"messages[{index}].content[{images[0]}]",
+                    code="unsupported_content_type",
+                )
+        return ClientError(f"{wanted}; send images in user messages", param="messages")
 
     def build(self, turns: Sequence[ChatTurn], images: Sequence[Image.Image]) -> Prompt:
         return self.build_request(EngineRequest.chat(turns, images))
@@ -115,12 +148,12 @@ class PromptBuilder:
         for image in images:
             self._budget.size_for(*image.size, param="messages")  # refuse what the processor cannot take
         text = self._render_request(request)
+        reasoning = None
+        if self.thinks:
+            reasoning = "opened" if answer_starts_in_reasoning(text) else "optional"
         pieces = text.split(IMAGE_PAD)
         if len(pieces) - 1 != len(images):
-            raise ClientError(
-                f"the chat template placed {len(pieces) - 1} images but the request has {len(images)}",
-                param="messages",
-            )
+            raise self._misplaced_images(request, len(pieces) - 1)
         image_inputs: dict[str, Any] = {}
         if images:
             processed = self._image_processor(images=list(images), size=self._size, return_tensors="pt")
@@ -130,7 +163,7 @@ class PromptBuilder:
             image_inputs = {"pixel_values": processed["pixel_values"], "image_grid_thw": grid}
         input_ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
         type_ids = [1 if token == self.image_token_id else 0 for token in input_ids]
-        return Prompt(request, sum(type_ids), input_ids, type_ids, image_inputs)
+        return Prompt(request, sum(type_ids), input_ids, type_ids, image_inputs, reasoning)
 
     def build_text(self, request: EngineRequest) -> Prompt:
         """A raw text prompt (/v1/completions) tokenised as it is, as vLLM does: no chat template, no images."""

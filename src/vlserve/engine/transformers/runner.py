@@ -2,22 +2,26 @@
 
 Prompts are left-padded into one tensor batch (images concatenated in row order). A stopping
 criterion sees each new token as soon as it exists: it detokenises it, hands the text to that
-request, and ends the row on end-of-sequence, a stop string, the row's token limit or the
-client going away. Rows end independently; the call returns when every row has ended.
+request, and ends the row on end-of-sequence, one of its stop token ids, a stop string, its token
+limit or the client going away. As in vLLM, the token that ended the answer (end-of-sequence or a
+stop token id) is counted and returned among the token ids, but its text is only kept with
+``include_stop_str_in_output``; each row decodes with its own special-token settings. Rows end
+independently; the call returns when every row has ended.
 Logits processors give each row its own settings inside the shared call: raw logprobs, then
 bias / end-of-sequence masks / penalties, the grammar, and sampling last.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-from vlserve.engine.base import Delta, TokenLogprob, Usage
+from vlserve.engine.base import Delta, SamplingParams, TokenLogprob, Usage
 from vlserve.engine.transformers.detokenize import StreamDecoder
 from vlserve.engine.transformers.grammar import GrammarCache, GrammarMask
 from vlserve.engine.transformers.logprobs import LogprobCapture, TokenPieces
@@ -53,9 +57,11 @@ def collate(prompts: Sequence[Prompt], pad_token_id: int, device: torch.device, 
 
 
 class _Row:
-    def __init__(self, request: GenerationRequest, decode: Any) -> None:
+    def __init__(self, request: GenerationRequest, decode: Callable[[list[int]], str], eos: Sequence[int]) -> None:
+        params = request.params
         self.request = request
-        self.decoder = StreamDecoder(decode, request.params.stop)
+        self.decoder = StreamDecoder(decode, params.stop, include_stop=params.include_stop_str_in_output)
+        self.stop_token_ids = frozenset((*eos, *params.stop_token_ids))  # the tokens that end this answer
         self.token_ids: list[int] = []
         self.logprobs: list[TokenLogprob] = []  # one per token id, when the request asks for logprobs
         self.sent = 0  # token ids already handed to the request with a delta
@@ -85,9 +91,8 @@ class _Row:
 class StreamingStop(StoppingCriteria):
     """Per-row end detection plus streaming of each new token (and its logprob) to its request."""
 
-    def __init__(self, rows: list[_Row], eos_token_ids: Sequence[int], logprobs: LogprobCapture | None = None) -> None:
+    def __init__(self, rows: list[_Row], logprobs: LogprobCapture | None = None) -> None:
         self._rows = rows
-        self._eos = set(eos_token_ids)
         self._logprobs = logprobs
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
@@ -108,8 +113,9 @@ class StreamingStop(StoppingCriteria):
         row.token_ids.append(token)
         if logprob is not None:
             row.logprobs.append(logprob)
-        if token in self._eos:
-            row.finish(row.decoder.flush(), "stop")
+        if token in row.stop_token_ids:  # its text only with include_stop_str_in_output, as vLLM
+            text = row.decoder.push(token) if row.request.params.include_stop_str_in_output else ""
+            row.finish(text + row.decoder.flush(), "stop")
             return
         text = row.decoder.push(token)
         if row.decoder.stopped:
@@ -129,11 +135,29 @@ class HFBatchRunner:
         self.grammars = GrammarCache(tokenizer, model.config.get_text_config().vocab_size, eos_token_ids)
         self.pieces = TokenPieces(tokenizer)
 
-    def decode(self, token_ids: list[int]) -> str:
-        return self._tokenizer.decode(token_ids, skip_special_tokens=True)
+    def decode(
+        self, token_ids: list[int], skip_special_tokens: bool = True, spaces_between_special_tokens: bool = True
+    ) -> str:
+        # spaces_between_special_tokens is honoured by slow (Python) tokenizers; a fast tokenizer's decode
+        # takes it and changes nothing. vLLM's fast path only drops a space its decoder put between two
+        # added tokens, and a byte-level BPE (every Qwen-VL tokenizer) decodes an added token as its
+        # bare content, so there is never such a space: the answer is the same either way, as on vLLM.
+        return self._tokenizer.decode(
+            token_ids,
+            skip_special_tokens=skip_special_tokens,
+            spaces_between_special_tokens=spaces_between_special_tokens,
+        )
+
+    def decoder_for(self, params: SamplingParams) -> Callable[[list[int]], str]:
+        """Token ids to text with this request's special-token settings."""
+        return functools.partial(
+            self.decode,
+            skip_special_tokens=params.skip_special_tokens,
+            spaces_between_special_tokens=params.spaces_between_special_tokens,
+        )
 
     def run_batch(self, batch: Sequence[GenerationRequest]) -> None:
-        rows = [_Row(request, self.decode) for request in batch]
+        rows = [_Row(request, self.decoder_for(request.params), self._eos) for request in batch]
         inputs = collate([r.prompt for r in batch], self._pad, self._model.device, self._model.dtype)
         config = GenerationConfig(
             do_sample=False,
@@ -150,9 +174,7 @@ class HFBatchRunner:
                 **inputs,
                 generation_config=config,
                 logits_processor=self._processors(batch, capture),
-                stopping_criteria=StoppingCriteriaList(
-                    [StreamingStop(rows, self._eos, capture if capture.active else None)]
-                ),
+                stopping_criteria=StoppingCriteriaList([StreamingStop(rows, capture if capture.active else None)]),
             )
         for row in rows:  # a row can only be left open by a cancelled client
             if not row.done:
@@ -162,7 +184,10 @@ class HFBatchRunner:
         """Raw logprobs first, then bias / eos masks / penalties, the grammar, and sampling last, so
         sampling only sees valid tokens; a stage no row in the batch uses is left out."""
         params = [r.params for r in batch]
-        grammars = [self.grammars.for_request(r.prompt.request, r.params) for r in batch]
+        grammars = [
+            self.grammars.for_request(r.prompt.request, r.params, reasoning=r.prompt.reasoning == "opened")
+            for r in batch
+        ]
         penalties = RowPenalties(params, [r.prompt.num_tokens for r in batch], self._eos)
         processors = LogitsProcessorList()
         if capture.active:

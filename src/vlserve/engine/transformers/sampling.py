@@ -2,8 +2,9 @@
 
 ``generate`` runs greedy (argmax) for the whole batch; :class:`RowSampler` is a logits processor
 that, for each row asking for sampling, draws a token with that request's own temperature,
-top-k, top-p and seeded generator, and masks every other token so the argmax picks it.
-Greedy rows pass through untouched, so batched greedy output equals single-request ``generate``.
+min-p, top-k, top-p and seeded generator (in vLLM's order), and masks every other token so the
+argmax picks it. Greedy rows pass through untouched (min-p never changes the most likely token, so
+vLLM ignores it there too), and batched greedy output equals single-request ``generate``.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ def make_generator(seed: int | None) -> torch.Generator:
 
 
 def sample_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
-    """Draw one token id from a 1-D logits vector with temperature, top-k and top-p."""
+    """Draw one token id from a 1-D logits vector with temperature, min-p, top-k and top-p."""
     scores = logits.float().cpu() / max(params.temperature, 1e-5)
+    if params.min_p > 0.0:  # after temperature: drop what is less likely than min_p x the most likely token
+        probs = scores.softmax(-1)
+        scores = scores.masked_fill(probs < params.min_p * probs.max(), float("-inf"))
     if 0 < params.top_k < scores.numel():
         kth = torch.topk(scores, params.top_k).values[-1]
         scores = scores.masked_fill(scores < kth, float("-inf"))

@@ -10,7 +10,11 @@ turns a request's tools and tool choice into an xgrammar structural tag, so that
 - a named function: the answer is exactly one call of that function.
 
 :class:`ToolCallParser` splits the streamed answer into content and :class:`ToolCallDelta` s as OpenAI
-streams them: the call's id and name first, then its arguments piece by piece.
+streams them: the call's id and name first, then its arguments piece by piece, as compact JSON (the grammar
+lets the model put whitespace between tokens; OpenAI sends ``{"city":"Rome"}``), so that the pieces of a
+streamed call add up to the whole call's arguments. An answer cut by the token limit inside a call's
+markup leaks none of it: a call cut before its name is complete is dropped; one cut later is the partial
+call OpenAI sends (its id, name and the arguments written so far), with ``finish_reason`` ``length``.
 """
 
 from __future__ import annotations
@@ -38,8 +42,12 @@ _END = "}\n</tool_call>"
 _CLOSE = "</tool_call>"
 _NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 _HEADER = re.compile(r'<tool_call>\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*(?=\S)')
+_NAME_END = re.compile(r'(?:[^"\\]|\\.)*"')  # the rest of a JSON string, to its closing quote
 _FOOTER = re.compile(r"\}\s*</tool_call>")
 _MAX_HEADER = 512  # an opened block that names no function within this many characters is plain text
+_JSON_SPACE = frozenset(" \t\n\r")
+_HEADER_BEFORE_NAME = (TRIGGER, None, "{", None, '"name"', None, ":", None, '"')  # None: optional whitespace
+_HEADER_AFTER_NAME = (None, ",", None, '"arguments"', None, ":", None)
 
 
 def _tag(function: Mapping[str, Any]) -> TagFormat:
@@ -73,12 +81,36 @@ def _unescape(name: str) -> str:
     return name.replace('\\"', '"').replace("\\\\", "\\")
 
 
+class _Compactor:
+    """Drops the whitespace between JSON tokens of text fed to it piece by piece; strings stay as written."""
+
+    def __init__(self) -> None:
+        self._in_string = False
+        self._escaped = False
+
+    def __call__(self, text: str) -> str:
+        out: list[str] = []
+        for char in text:
+            if self._in_string:
+                out.append(char)
+                if self._escaped:
+                    self._escaped = False
+                elif char == "\\":
+                    self._escaped = True
+                elif char == '"':
+                    self._in_string = False
+            elif char not in _JSON_SPACE:
+                out.append(char)
+                self._in_string = char == '"'
+        return "".join(out)
+
+
 class ToolCallParser:
     """Splits streamed answer text into content and tool-call deltas.
 
     Text that may be the start of ``<tool_call>`` is held back until it is known; whitespace between
-    and around calls is not content. Arguments are released as they come, except a tail that may be
-    the block's closing ``}\\n</tool_call>``.
+    and around calls is not content. Arguments are released as they come, compacted, except a tail that
+    may be the block's closing ``}\\n</tool_call>``.
     """
 
     def __init__(self) -> None:
@@ -87,6 +119,8 @@ class ToolCallParser:
         self._index = -1  # the call being read, or the last one read
         self._in_call = False
         self._named = False  # the open call's name has been read
+        self._said = False  # some content has been released
+        self._compact = _Compactor()  # the open call's arguments, compacted
         self.calls = 0  # calls completed
 
     def push(self, text: str) -> tuple[str, tuple[ToolCallDelta, ...]]:
@@ -103,13 +137,19 @@ class ToolCallParser:
         content: list[str] = []
         calls: list[ToolCallDelta] = []
         rest, self._buffer = self._buffer, ""
+        opened = False  # the answer ends inside the markup of a call
         if self._in_call and self._named:  # cut off inside the arguments, or while closing the block
-            arguments = rest[: len(rest) - _footer_tail(rest)]
-            if arguments:
-                calls.append(ToolCallDelta(self._index, arguments=arguments))
+            self._arguments(rest[: len(rest) - _footer_tail(rest)], calls)
+        elif self._in_call and (cut := _cut_header(rest)) is not None:  # cut off before the arguments
+            opened = True
+            if cut:  # the name is whole: the call as far as it goes
+                self._index += 1
+                calls.append(ToolCallDelta(self._index, new_call_id(), cut, ""))
+        elif reason == "length" and not self._said and rest.strip() and TRIGGER.startswith(rest.lstrip()):
+            opened = True  # cut while opening a call, with nothing but calls before: markup, not content
         else:
             self._content(rest, content)
-        if not self.calls and self._index < 0 and self._spaces:
+        if not self.calls and self._index < 0 and self._spaces and not opened:
             content.append(self._spaces)
         if self.calls and reason == "stop":
             reason = "tool_calls"
@@ -122,6 +162,7 @@ class ToolCallParser:
             stripped = text.rstrip()
             out.append(self._spaces + stripped)
             self._spaces = text[len(stripped) :]
+            self._said = True
         else:
             self._spaces += text
 
@@ -149,6 +190,7 @@ class ToolCallParser:
                 return False
             self._index += 1
             self._named = True
+            self._compact = _Compactor()
             calls.append(ToolCallDelta(self._index, new_call_id(), _unescape(header.group(1)), ""))
             self._buffer = self._buffer[header.end() :]
             self._spaces = ""
@@ -157,15 +199,49 @@ class ToolCallParser:
         if footer is None:
             keep = _footer_tail(self._buffer)
             if len(self._buffer) > keep:
-                calls.append(ToolCallDelta(self._index, arguments=self._buffer[: len(self._buffer) - keep]))
+                self._arguments(self._buffer[: len(self._buffer) - keep], calls)
                 self._buffer = self._buffer[len(self._buffer) - keep :]
             return False
-        if footer.start():
-            calls.append(ToolCallDelta(self._index, arguments=self._buffer[: footer.start()]))
+        self._arguments(self._buffer[: footer.start()], calls)
         self._buffer = self._buffer[footer.end() :]
         self._in_call = False
         self.calls += 1
         return True
+
+    def _arguments(self, text: str, calls: list[ToolCallDelta]) -> None:
+        """The next piece of the open call's arguments, compacted (nothing when it was only whitespace)."""
+        if arguments := self._compact(text):
+            calls.append(ToolCallDelta(self._index, arguments=arguments))
+
+
+def _cut_header(text: str) -> str | None:
+    """For ``text`` that ended while a call's opening was being written (``<tool_call>\\n{"name": "…", …``):
+    the function's name once it is whole, else ``""``. None when ``text`` is not the start of a call."""
+    at = _match_prefix(text, 0, _HEADER_BEFORE_NAME)
+    if at is None or at == len(text):
+        return None if at is None else ""
+    close = _NAME_END.match(text, at)
+    if close is None:  # the name is still being written
+        return ""
+    name = _unescape(text[at : close.end() - 1])
+    return name if _match_prefix(text, close.end(), _HEADER_AFTER_NAME) is not None else None
+
+
+def _match_prefix(text: str, at: int, pieces: tuple[str | None, ...]) -> int | None:
+    """Where ``pieces`` (literals; None for optional whitespace) end when they match ``text`` from ``at``;
+    ``len(text)`` when ``text`` ends part-way through them; None when ``text`` goes another way."""
+    for piece in pieces:
+        if piece is None:
+            while at < len(text) and text[at].isspace():
+                at += 1
+            continue
+        written = text[at : at + len(piece)]
+        if not piece.startswith(written):
+            return None
+        at += len(written)
+        if len(written) < len(piece):
+            return at
+    return at
 
 
 def _merged(pieces: list[ToolCallDelta]) -> tuple[ToolCallDelta, ...]:
