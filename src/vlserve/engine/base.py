@@ -55,12 +55,20 @@ class ChatTurn:
 
 @dataclass(frozen=True)
 class MediaItem:
-    """One decoded input of a request (an image; video frames come next), in order of appearance."""
+    """One decoded input of a request, in order of appearance: an image, or a video's sampled frames.
+
+    A video keeps its first frame in ``image`` (what needs one picture: logs, sizes), every sampled frame in
+    ``frames`` with the second each was taken at in ``timestamps``, and the client's container bytes in
+    ``source`` (``source_type`` video/mp4, video/webm, video/quicktime) for engines that send the clip on.
+    """
 
     image: Image.Image
-    kind: Literal["image"] = "image"
-    source: bytes | None = None  # the client's encoded bytes, when they hold exactly ``image``
-    source_type: str | None = None  # how the client encoded it (image/png, image/jpeg, image/webp), if known
+    kind: Literal["image", "video"] = "image"
+    source: bytes | None = None  # the client's encoded bytes, when they hold exactly ``image`` (or the video)
+    source_type: str | None = None  # how the client encoded it (image/png, image/jpeg, image/webp, video/mp4), if known
+    frames: tuple[Image.Image, ...] = ()  # a video's sampled frames, in order (``image`` is the first)
+    timestamps: tuple[float, ...] = ()  # the second of the video each frame was taken at
+    fps: float | None = None  # the rate the frames were sampled at
 
     @classmethod
     def images(cls, images: Sequence[Image.Image]) -> tuple[MediaItem, ...]:

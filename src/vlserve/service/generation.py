@@ -74,7 +74,8 @@ def answer_error(text: str, finish_reason: str, output: OutputFormat | None) -> 
     problem = validate_output(text, output)
     if problem is None:
         return None
-    return ModelOutputError(f"{problem}; the grammar cannot enforce every schema keyword", param="response_format")
+    param = "response_format" if output.param.startswith("response_format") else output.param
+    return ModelOutputError(f"{problem}; the grammar cannot enforce every schema keyword", param=param)
 
 
 def request_text(request: EngineRequest) -> str:
