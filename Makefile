@@ -5,7 +5,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup services promtool image-tools image-test serve test lint demo clean
+.PHONY: setup services promtool chromium image-tools image-test serve test lint demo clean
 
 setup: $(VENV)/.installed
 
@@ -21,7 +21,7 @@ serve: setup
 	$(if $(MODEL),$(BIN)/vlserve pull '$(MODEL)' && )$(BIN)/vlserve serve $(if $(MODEL),--model '$(MODEL)')
 
 # The tests use the real PostgreSQL and Redis on loopback; start them where this machine has them but they are down.
-services: promtool
+services: promtool chromium
 	@if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432 && [ -d /etc/postgresql ]; then \
 		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true; fi
 	@if command -v redis-cli >/dev/null && ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then \
@@ -38,6 +38,15 @@ promtool:
 			|| { echo "promtool: apt-get install prometheus failed:"; tail -n 5 $$log; }; \
 		[ -z "$$ours" ] || rm -f $$policy; rm -f $$log; \
 		if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi; fi
+
+# The playground's browser tests (tests/e2e/test_playground.py) drive Debian's chromium with Playwright (no browser
+# download: `playwright install` is never run). As root with apt-get, install it quietly where it is missing.
+chromium:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; log=$$(mktemp); \
+		install="apt-get install -y -q --no-install-recommends chromium"; \
+		$$install >$$log 2>&1 || { apt-get update -q >>$$log 2>&1 && $$install >>$$log 2>&1; } \
+			|| { echo "chromium: apt-get install chromium failed:"; tail -n 5 $$log; }; rm -f $$log; fi
 
 # The image test (tests/deploy/test_image_build.py) builds deploy/Dockerfile.cpu with buildah and runs it with podman
 # (runc: crun refuses a hybrid cgroup layout); debootstrap makes its local base image. As root with apt-get.

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from vlserve import __version__
-from vlserve.api import chat, completions, docs, documents, health, metrics, models, unserved, vision
+from vlserve.api import chat, completions, docs, documents, health, metrics, models, playground, unserved, vision
 from vlserve.api.admission_gate import AdmissionGate
 from vlserve.api.body_limit import BodyLimitMiddleware
 from vlserve.api.cors import cors_options
@@ -83,5 +83,7 @@ def build_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         app.include_router(metrics.router)
     if settings.docs:
         app.include_router(docs.router)
+    if settings.playground:  # VLSERVE_PLAYGROUND=0: / and /web/ answer 404
+        app.include_router(playground.router)
     install_openapi(app, settings)
     return app

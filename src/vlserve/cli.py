@@ -245,7 +245,7 @@ def _exit_drained() -> None:
 
 @app.command()
 def ask(
-    images: Annotated[list[str], typer.Argument(help="Image files (or http(s) URLs).")],
+    images: Annotated[list[str], typer.Argument(help="Image or video files (.mp4, .webm, .mov), or http(s) URLs.")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The question.")],
     url: Annotated[str, typer.Option(help="Server base URL.")] = "http://127.0.0.1:8080",
     local: Annotated[bool, typer.Option("--local", help="Run the model in this process, no server.")] = False,
@@ -258,7 +258,7 @@ def ask(
         str | None, typer.Option(envvar="VLSERVE_API_KEY", help="Bearer token, if the server needs one.")
     ] = None,
 ) -> None:
-    """Ask a question about one or more images; the answer streams to stdout."""
+    """Ask a question about one or more images or videos; the answer streams to stdout."""
     from vlserve.client import ask_local, ask_remote
 
     try:

@@ -1,4 +1,4 @@
-"""What `vlserve ask` does: send images and a question to a server (or a local engine), print the answer."""
+"""What `vlserve ask` does: send images or videos and a question to a server (or a local engine), print the answer."""
 
 from __future__ import annotations
 
@@ -23,8 +23,27 @@ def image_to_data_url(path: str | Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".webm", ".mov")
+
+
+def is_video(source: str) -> bool:
+    """A video file or URL, by its name (or a data:video/ URL); anything else is sent as an image."""
+    if source.startswith("data:"):
+        return source[5:11].lower() == "video/"
+    return source.split("?", 1)[0].lower().endswith(VIDEO_SUFFIXES)
+
+
+def video_to_data_url(path: str | Path) -> str:
+    mime = {".webm": "video/webm", ".mov": "video/quicktime"}.get(Path(path).suffix.lower(), "video/mp4")
+    return f"data:{mime};base64,{base64.b64encode(Path(path).read_bytes()).decode()}"
+
+
 def image_part(source: str) -> dict:
-    url = source if source.startswith(("http://", "https://", "data:")) else image_to_data_url(source)
+    """A content part for an image or a video file (read here), or for a URL (fetched by the server)."""
+    remote = source.startswith(("http://", "https://", "data:"))
+    if is_video(source):
+        return {"type": "video_url", "video_url": {"url": source if remote else video_to_data_url(source)}}
+    url = source if remote else image_to_data_url(source)
     return {"type": "image_url", "image_url": {"url": url}}
 
 
@@ -114,15 +133,16 @@ async def ask_local(
     settings: Settings, images: Sequence[str], prompt: str, *, max_tokens: int | None, temperature: float | None
 ) -> None:
     from vlserve.engine import ChatTurn, EngineRequest, SamplingParams
-    from vlserve.media import load_image
+    from vlserve.media.sources import EncodedImage
     from vlserve.runtime import open_runtime
 
-    limits = settings.image_limits()
-    decoded = [load_image(Path(p).read_bytes(), limits, param=p) for p in images]
+    files = [EncodedImage(Path(p).read_bytes(), p, "video" if is_video(p) else "image") for p in images]
     async with open_runtime(settings.model_copy(update={"warmup": False}), documents=False, load=True) as runtime:
         generation = runtime.generation
         params = SamplingParams(max_tokens=max_tokens, temperature=temperature)
-        prepared = await generation.prepare(EngineRequest.chat([ChatTurn.user(prompt, len(decoded))], decoded))
+        media = await generation.decode_images(files)  # each file's limits, videos sampled as the server does
+        parts = (*({"type": item.kind} for item in media), {"type": "text", "text": prompt})
+        prepared = await generation.prepare(EngineRequest((ChatTurn("user", parts),), media))
         async for delta in await generation.stream(prepared, params):
             sys.stdout.write(delta.text)
             sys.stdout.flush()

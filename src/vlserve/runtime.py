@@ -131,7 +131,9 @@ async def open_runtime(
                 max_image_pixels=settings.max_image_pixels,
                 wait_s=settings.decode_budget_wait_s,
             )
-            media = MediaLoader(fetcher, settings.image_limits(), cache=image_cache, budget=decode_budget)
+            media = MediaLoader(
+                fetcher, settings.image_limits(), cache=image_cache, budget=decode_budget, video=settings.video_limits()
+            )
             generation = GenerationService(
                 served, media, max_images=settings.max_images_per_request, stall_timeout_s=settings.stall_timeout_s,
                 default_max_tokens=settings.default_max_tokens,

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from vlserve.media.limits import ImageLimits
+from vlserve.media.limits import ImageLimits, VideoLimits
 
 DEMO_MODEL_NAME = "vlserve-demo-random"
 ADMIN_KEY_FORM = re.compile(r"vlsk_[A-Za-z0-9_-]{32,95}")  # the form of the keys vlserve makes
@@ -163,6 +163,34 @@ class Settings(BaseSettings):
         default=10.0, ge=0, description="Seconds an image waits for its turn to decode before 503 Retry-After."
     )
 
+    # --- video (decoded with PyAV; its header checked before any frame is) ---------------------------------
+    video: bool = Field(
+        default=True, description="Take videos (video_url parts, video_file uploads); false: 400 naming VLSERVE_VIDEO."
+    )
+    video_fps: float = Field(default=2.0, gt=0, le=30, description="Frames sampled per second of video.")
+    video_max_frames: int = Field(
+        default=64,
+        ge=2,
+        le=768,
+        description="Frames kept per video (rounded down to even: Qwen3-VL takes them in pairs); a longer clip is "
+        "sampled evenly over its whole length instead, at a lower rate.",
+    )
+    video_max_seconds: float = Field(
+        default=600.0, gt=0, description="Longest video, from its header (and its frames' timestamps)."
+    )
+    video_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Per video, encoded bytes.")
+    video_max_pixels: int = Field(
+        default=3840 * 2160, ge=1024, description="Width x height of a video's frames, from its header."
+    )
+    video_max_decode_pixels: int = Field(
+        default=10_000_000_000,
+        ge=1024,
+        description="Pixels one video may decode, every frame the decoder produces at full size (from the header's "
+        "frame count first, then counted while decoding): bounds the CPU a video costs (10 G: ~5 min of 1080p30).",
+    )
+    max_videos_per_request: int = Field(default=2, ge=1, description="Videos per request (each counts its frames "
+                                        "in VLSERVE_MAX_REQUEST_PIXELS with the images).")  # fmt: skip
+
     # --- image URLs --------------------------------------------------------------------------
     url_fetch_timeout: float = Field(default=10.0, gt=0, description="Seconds for one image URL, all redirects.")
     url_max_redirects: int = Field(default=3, ge=0)
@@ -225,6 +253,10 @@ class Settings(BaseSettings):
         "trace id; each request adds an access line with its status, latency, key, model and tokens).",
     )
     docs: bool = Field(default=True, description="Serve Swagger UI at /docs and the schema at /openapi.json.")
+    playground: bool = Field(
+        default=True,
+        description="Serve the browser playground at / (its files from the package; nothing loaded from elsewhere).",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description='Browser origins allowed to call the API (comma-separated or JSON list; "*" for any); '
@@ -485,6 +517,13 @@ class Settings(BaseSettings):
 
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
+
+    def video_limits(self) -> VideoLimits:
+        return VideoLimits(
+            enabled=self.video, max_bytes=self.video_max_bytes, max_seconds=self.video_max_seconds,
+            max_pixels=self.video_max_pixels, max_decode_pixels=self.video_max_decode_pixels, fps=self.video_fps,
+            max_frames=self.video_max_frames,
+        )  # fmt: skip
 
     def random_demo_dir(self) -> Path:
         return self.data_dir / "models" / DEMO_MODEL_NAME

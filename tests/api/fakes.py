@@ -67,7 +67,11 @@ class FakeEngine:
         words = [w for t in request.turns for p in t.parts if p["type"] == "text" for w in p["text"].split()]
         if request.prompt is not None:  # a text completion: the raw prompt's words
             words = request.prompt.split()
-        sizes = [f"{item.image.width}x{item.image.height}" for item in request.media]
+        sizes = [  # a video as its frame count and frame size: "video:6x320x256"
+            f"{item.image.width}x{item.image.height}" if item.kind == "image"
+            else f"video:{len(item.frames)}x{item.image.width}x{item.image.height}"
+            for item in request.media
+        ]  # fmt: skip
         return FakePrompt(request, 10 * len(sizes), words, sizes)
 
     def _budget(self, prompt: FakePrompt, params: SamplingParams) -> int:

@@ -35,7 +35,8 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.support.images import data_url, solid
 from tests.support.pdfs import text_pdf
-from vlserve.api.content_schema import IMAGE_URL_FORMAT, JSON_OBJECT_FORMAT
+from tests.support.videos import make_video
+from vlserve.api.content_schema import IMAGE_URL_FORMAT, JSON_OBJECT_FORMAT, VIDEO_URL_FORMAT
 from vlserve.api.openapi import DATA_DEPENDENT
 
 pytestmark = pytest.mark.e2e
@@ -78,6 +79,10 @@ schemathesis.openapi.format(
     IMAGE_URL_FORMAT, st.sampled_from([data_url(IMAGES[0]), data_url(IMAGES[1], "image/jpeg"), LOOPBACK_URL])
 )
 schemathesis.openapi.format("uri", st.just(LOOPBACK_URL))
+# Videos: uploads are a real one-second clip; a video_url points at loopback (refused, 403) so that no fuzzed
+# chat request waits for a video to decode.
+schemathesis.openapi.media_type("video/*", st.just([make_video(frames=4, rate=4)]))
+schemathesis.openapi.format(VIDEO_URL_FORMAT, st.just("http://127.0.0.1:9/refused.mp4"))
 # A JSON object as text (a tool call's arguments; a schema, where any object is one).
 JSON_VALUES = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
 schemathesis.openapi.format(

@@ -65,7 +65,8 @@ def test_the_child_gets_vllm_flags_from_settings_and_its_key_from_the_environmen
     assert flag(argv, "--tensor-parallel-size") == "2" and flag(argv, "--mm-encoder-tp-mode") == "data"
     assert "--enable-expert-parallel" in argv and flag(argv, "--quantization") == "fp8_per_tensor"  # fp8, translated
     assert "--enable-auto-tool-choice" in argv and flag(argv, "--tool-call-parser") == "hermes"  # Qwen's format
-    assert json.loads(flag(argv, "--limit-mm-per-prompt")) == {"image": 4, "video": 0}
+    assert json.loads(flag(argv, "--limit-mm-per-prompt")) == {"image": 4, "video": 2}  # video on by default
+    assert json.loads(flag(argv, "--media-io-kwargs")) == {"video": {"fps": 2.0, "num_frames": 64, "max_frames": 64}}
     size = json.loads(flag(argv, "--mm-processor-kwargs"))["size"]
     assert (size["shortest_edge"], size["longest_edge"]) == (16 * 32 * 32, 256 * 32 * 32)  # the server's budget
     assert argv.count("--max-model-len") == 2 and flag(argv, "--max-model-len") == "2048"  # extra args win

@@ -67,7 +67,7 @@ def test_each_image_expands_to_its_visual_token_count(builder, checkpoint):
     assert min(expected) >= 64 and max(expected) <= 256  # the pixel budget bounds every image
     text = checkpoint.tokenizer.decode(prompt.input_ids)
     assert text.count("<|vision_start|>") == 2
-    assert text.startswith("<|im_start|>user\n<|vision_start|>")
+    assert text.startswith("<|im_start|>user\nPicture 1: <|vision_start|>")  # two images: labelled
     assert text.endswith("<|im_start|>assistant\n")
 
 

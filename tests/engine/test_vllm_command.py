@@ -16,10 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from pydantic import ValidationError
 
-from vlserve.engine.vllm.command import vllm_command
+from vlserve.engine.base import ChatTurn, EngineRequest, MediaItem
+from vlserve.engine.capabilities import refuse_videos
+from vlserve.engine.vllm.command import max_videos, vllm_command
 from vlserve.engine.vllm.serve_flags import read_option, resolve
+from vlserve.errors import ClientError
 from vlserve.media.resize import ImageBudget
 from vlserve.settings import Settings
 
@@ -164,7 +168,7 @@ def test_an_owned_option_in_vlserve_serve_is_one_line_before_anything_loads(tmp_
     ],
 )
 def test_an_operators_limit_per_prompt_is_merged_into_ours_and_passed_once(tmp_path, theirs):
-    args = argv(tmp_path, ["--max-num-seqs", "8", *theirs])
+    args = argv(tmp_path, ["--max-num-seqs", "8", *theirs], video=False)
     assert json_value(args, "--limit-mm-per-prompt") == {"image": 5, "video": 0}  # our video: 0 kept
     assert args[-2:] == ["--max-num-seqs", "8"]
 
@@ -174,10 +178,81 @@ def test_processor_kwargs_merge_key_by_key_across_forms(tmp_path):
         tmp_path,
         """--mm-processor-kwargs.size.longest_edge 1M --mm-processor-kwargs '{"do_resize": true}' """
         "--limit-mm-per-prompt.video 1 --limit_mm_per_prompt.image=2",
+        video=False,
     )
     kwargs = json_value(args, "--mm-processor-kwargs")
     assert kwargs == {"size": {"shortest_edge": 64 * 1024, "longest_edge": 1024 * 1024}, "do_resize": True}
     assert json_value(args, "--limit-mm-per-prompt") == {"image": 2, "video": 1}
+
+
+# --- video ------------------------------------------------------------------------------------------------------
+
+
+def checkpoint(tmp_path: Path, model_type: str) -> Path:
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
+    return tmp_path
+
+
+def test_video_off_means_no_video_for_vllm(tmp_path):
+    args = argv(checkpoint(tmp_path, "qwen3_vl_moe"), video=False)
+    assert json_value(args, "--limit-mm-per-prompt")["video"] == 0
+    assert read_as(args, "--media-io-kwargs") == []
+    assert "videos_kwargs" not in json_value(args, "--mm-processor-kwargs")
+
+
+def test_video_on_follows_the_video_settings(tmp_path):
+    args = argv(
+        checkpoint(tmp_path, "qwen3_vl_moe"), video=True, max_videos_per_request=3, video_fps=1.5, video_max_frames=33
+    )
+    assert json_value(args, "--limit-mm-per-prompt") == {"image": 8, "video": 3}
+    # sampled as vlserve samples: its rate, and its frame cap (even) whichever loader vLLM picks
+    assert json_value(args, "--media-io-kwargs") == {"video": {"fps": 1.5, "num_frames": 32, "max_frames": 32}}
+    kwargs = json_value(args, "--mm-processor-kwargs")
+    assert kwargs["size"] == {"shortest_edge": 64 * 1024, "longest_edge": 256 * 1024}  # images: the per-image budget
+    assert kwargs["videos_kwargs"]["size"]["longest_edge"] == 24576 * 32 * 32  # Qwen3-VL's whole-video budget
+
+
+def test_a_qwen2_5_vl_video_keeps_the_per_frame_size(tmp_path):
+    kwargs = json_value(argv(checkpoint(tmp_path, "qwen2_5_vl"), video=True), "--mm-processor-kwargs")
+    assert "videos_kwargs" not in kwargs
+
+
+@pytest.mark.parametrize(
+    "theirs",
+    [
+        ["--media-io-kwargs.video.num_frames", "16"],
+        ["--media-io-kwargs", '{"video": {"num_frames": 16}}'],
+        ["--media_io_kwargs.video.num_frames=16"],
+    ],
+)
+def test_an_operators_media_io_kwargs_are_merged_into_ours_and_passed_once(tmp_path, theirs):
+    args = argv(tmp_path, ["--max-num-seqs", "8", *theirs], video=True, video_fps=2.0, video_max_frames=64)
+    assert json_value(args, "--media-io-kwargs") == {"video": {"fps": 2.0, "num_frames": 16, "max_frames": 64}}
+    off = argv(tmp_path, theirs, video=False)
+    assert json_value(off, "--media-io-kwargs") == {"video": {"num_frames": 16}}  # theirs alone
+    assert json_value(off, "--limit-mm-per-prompt")["video"] == 0
+
+
+@pytest.mark.parametrize(
+    ("video", "vllm_args", "expected"),
+    [
+        (True, "", 2),
+        (False, "", 0),
+        (True, "--limit-mm-per-prompt.video 0", 0),
+        (True, '--limit-mm-per-prompt \'{"video": {"count": 1, "num_frames": 8}}\'', 1),
+    ],
+)
+def test_a_video_beyond_what_vllm_was_told_to_take_is_refused_naming_its_part(tmp_path, video, vllm_args, expected):
+    settings = Settings(engine="vllm", model=tmp_path, data_dir=tmp_path, vllm_args=vllm_args, video=video)
+    assert max_videos(settings) == expected
+    parts = ({"type": "text", "text": "what happens?"}, {"type": "video"}, {"type": "video"})
+    request = EngineRequest((ChatTurn("user", parts),), (MediaItem(Image.new("RGB", (32, 32)), "video"),) * 2)
+    if expected >= 2:
+        refuse_videos(request, max_videos(settings), engine="vllm")
+        return
+    with pytest.raises(ClientError) as refused:
+        refuse_videos(request, max_videos(settings), engine="vllm")
+    assert refused.value.param == f"messages[0].content[{expected + 1}].video_url"
 
 
 @pytest.mark.parametrize(

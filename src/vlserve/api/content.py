@@ -1,7 +1,8 @@
-"""Splitting OpenAI message content into text parts and image references, with clear errors.
+"""Splitting OpenAI message content into text parts and image and video references, with clear errors.
 
 The messages are already checked (api/message_protocol.py); their content parts are read here, as
-api/content_schema.py declares them: text in every message, images in user and tool messages only.
+api/content_schema.py declares them: text in every message, images and videos in user and tool messages only.
+A video is refused here, before anything is fetched, when the server takes none (``VLSERVE_VIDEO=false``).
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from vlserve.api.content_schema import IMAGE_PARTS, MEDIA_ROLES, TEXT_PARTS
+from vlserve.api.content_schema import IMAGE_PARTS, MEDIA_ROLES, TEXT_PARTS, VIDEO_PARTS
 from vlserve.api.message_protocol import ChatMessage
 from vlserve.engine.base import ChatTurn, ToolCall
 from vlserve.errors import ClientError
 from vlserve.media import MediaRef
+from vlserve.media.sources import video_off
 
 
 def _image_url(part: dict[str, Any], param: str) -> MediaRef:
@@ -29,12 +31,29 @@ def _image_url(part: dict[str, Any], param: str) -> MediaRef:
     return MediaRef(url.strip(), param)
 
 
+def _video_url(part: dict[str, Any], param: str) -> MediaRef:
+    if part["type"] == "video_url":
+        value = part.get("video_url")
+        url = value.get("url") if isinstance(value, dict) else value
+        param = f"{param}.video_url"
+    else:  # Qwen style: {"type": "video", "video": "<url>"} or {"type": "video", "url": …}
+        url = part.get("video") or part.get("url")
+        param = f"{param}.video"
+    if not isinstance(url, str) or not url:
+        raise ClientError("a video part needs a non-empty URL (a data: URL or an http(s) URL)", param=param)
+    return MediaRef(url.strip(), param, "video")
+
+
 def _tool_calls(message: ChatMessage) -> tuple[ToolCall, ...]:
     """The calls an assistant message made (only assistant messages carry any: see api/message_protocol.py)."""
     return tuple(ToolCall(c.id, c.function.name, c.function.arguments or "{}") for c in message.tool_calls or ())
 
 
-def parse_messages(messages: Sequence[ChatMessage], *, max_images: int) -> tuple[list[ChatTurn], list[MediaRef]]:
+def parse_messages(
+    messages: Sequence[ChatMessage], *, max_images: int, max_videos: int = 0
+) -> tuple[list[ChatTurn], list[MediaRef]]:
+    """The turns (media as ``{"type": "image"}`` / ``{"type": "video"}`` placeholders) and the media they point
+    at, in order of appearance; ``max_videos`` 0: video is off, and a video part is refused."""
     turns: list[ChatTurn] = []
     images: list[MediaRef] = []
     for i, message in enumerate(messages):
@@ -52,9 +71,9 @@ def parse_messages(messages: Sequence[ChatMessage], *, max_images: int) -> tuple
         for j, part in enumerate(content):
             param = f"messages[{i}].content[{j}]"
             kind = part.get("type")
-            if kind in IMAGE_PARTS and message.role not in MEDIA_ROLES:
+            if kind in IMAGE_PARTS + VIDEO_PARTS and message.role not in MEDIA_ROLES:
                 raise ClientError(
-                    f"a {message.role} message takes text only; images go in user (or tool) messages",
+                    f"a {message.role} message takes text only; images and videos go in user (or tool) messages",
                     param=f"{param}.type",
                     code="unsupported_content_type",
                 )
@@ -66,17 +85,31 @@ def parse_messages(messages: Sequence[ChatMessage], *, max_images: int) -> tuple
             elif kind in ("image_url", "image"):
                 images.append(_image_url(part, param))
                 parts.append({"type": "image"})
+            elif kind in VIDEO_PARTS:
+                if not max_videos:
+                    raise video_off(f"{param}.type")
+                images.append(_video_url(part, param))
+                parts.append({"type": "video"})
             else:
+                known = ", ".join(TEXT_PARTS + IMAGE_PARTS + VIDEO_PARTS)
                 raise ClientError(
-                    f"unknown content part type {kind!r}; supported types are {', '.join(TEXT_PARTS + IMAGE_PARTS)}",
+                    f"unknown content part type {kind!r}; supported types are {known}",
                     param=f"{param}.type",
                     code="unsupported_content_type",
                 )
         turns.append(ChatTurn(role, tuple(parts), calls, call_id))
-    if len(images) > max_images:
+    videos = sum(1 for ref in images if ref.kind == "video")
+    if len(images) - videos > max_images:
         raise ClientError(
-            f"the request has {len(images)} images; at most {max_images} are allowed per request",
+            f"the request has {len(images) - videos} images; at most {max_images} are allowed per request",
             param="messages",
             code="too_many_images",
+        )
+    if videos > max_videos > 0:
+        raise ClientError(
+            f"the request has {videos} videos; at most {max_videos} are allowed per request "
+            "(VLSERVE_MAX_VIDEOS_PER_REQUEST)",
+            param="messages",
+            code="too_many_videos",
         )
     return turns, images

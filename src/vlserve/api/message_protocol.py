@@ -30,7 +30,7 @@ FUNCTION_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
 # Content: a string, or a list of parts that stay plain objects (read by api/content.py). Instructions and
-# answers are text; what a user or a tool sends may hold images too.
+# answers are text; what a user or a tool sends may hold images and videos too.
 TextContent = str | list[Annotated[dict[str, Any], WithJsonSchema(TEXT_PART)]]
 Content = str | list[Annotated[dict[str, Any], WithJsonSchema(MEDIA_PART)]]
 

@@ -115,13 +115,15 @@ _STRUCTURED = (
 _BEYOND_THE_SCHEMA: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
     ("post", "/v1/chat/completions"): (
         f"A request the schema allows is still refused when {_CONTEXT}, when its text in all is over "
-        "VLSERVE_MAX_PROMPT_CHARS (context_length_exceeded) or its images in all over "
-        "VLSERVE_MAX_IMAGES_PER_REQUEST (too_many_images), when two tools share a name (duplicate_tool_name) or "
+        "VLSERVE_MAX_PROMPT_CHARS (context_length_exceeded), its images in all over "
+        "VLSERVE_MAX_IMAGES_PER_REQUEST (too_many_images) or its videos over VLSERVE_MAX_VIDEOS_PER_REQUEST "
+        "(too_many_videos), when two tools share a name (duplicate_tool_name) or "
         f"tool_choice names none of them (unknown_tool), when {_VOCABULARY}, when {_GRAMMAR}, when {_SIZE}, when "
         f"{_STRUCTURED}, or when JSON nests deeper than VLSERVE_MAX_JSON_DEPTH (json_too_deep).",
         (
             "context_length_exceeded",
             "too_many_images",
+            "too_many_videos",
             "duplicate_tool_name",
             "unknown_tool",
             "token_out_of_vocabulary",

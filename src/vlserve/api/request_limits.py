@@ -27,12 +27,14 @@ class RequestLimits:
     max_messages: int
     max_prompt_chars: int
     max_request_pixels: int
+    max_videos: int = 0  # videos per request; 0: video is off (VLSERVE_VIDEO=false)
 
     @classmethod
     def of(cls, settings: Settings) -> RequestLimits:
         return cls(
-            settings.max_json_depth, settings.max_messages, settings.max_prompt_chars, settings.max_request_pixels
-        )
+            settings.max_json_depth, settings.max_messages, settings.max_prompt_chars, settings.max_request_pixels,
+            settings.max_videos_per_request if settings.video else 0,
+        )  # fmt: skip
 
 
 async def get_limits(request: Request) -> RequestLimits:

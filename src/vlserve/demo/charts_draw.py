@@ -85,8 +85,16 @@ def _covers_cjk(path: str) -> bool:
         font = ImageFont.truetype(path, 24)
     except OSError:
         return False
-    glyph = font.getmask("中").tobytes()
-    return bool(glyph.strip(b"\x00")) and glyph != font.getmask("\uffff").tobytes()
+    glyph, missing = (_glyph_pixels(font, ch) for ch in ("中", "\uffff"))
+    return bool(glyph.strip(b"\x00")) and glyph != missing
+
+
+def _glyph_pixels(font: ImageFont.FreeTypeFont, ch: str) -> bytes:
+    """The glyph's rendered pixels (drawn, not read from the mask object: Pillow 13's has no ``tobytes``)."""
+    left, top, right, bottom = font.getbbox(ch)
+    image = Image.new("L", (max(1, right - left), max(1, bottom - top)))
+    ImageDraw.Draw(image).text((-left, -top), ch, font=font, fill=255)
+    return image.tobytes()
 
 
 @cache

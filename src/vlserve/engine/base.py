@@ -219,14 +219,16 @@ class Prepared:
     def num_tokens(self) -> int:
         """The prompt's length in tokens. A backend that tokenises the prompt knows it and says so; this is an
         upper bound for one that does not (remote): a token per UTF-8 byte of text (a token covers at least
-        one), the images' tokens, and what the chat template may add."""
+        one), the images' and videos' tokens, and what the chat template may add."""
         request = self.request
         if request.prompt is not None:
             return len(request.prompt.encode())
         texts = [part.get("text", "") for turn in request.turns for part in turn.parts]
         texts += [call.name + call.arguments for turn in request.turns for call in turn.tool_calls]
         texts += [json.dumps(tool) for tool in request.tools]
-        template = TEMPLATE_TOKENS * (1 + len(request.turns) + request.num_images)
+        # a video's frames go in pairs, each pair with its own time and vision markers (Qwen3-VL)
+        groups = sum(-(-len(item.frames) // 2) for item in request.media if item.kind == "video")
+        template = TEMPLATE_TOKENS * (1 + len(request.turns) + len(request.media) + groups)
         tools = TOOLS_TEMPLATE_TOKENS if request.tools else 0
         return sum(len(text.encode()) for text in texts) + self.image_tokens + template + tools
 
@@ -240,6 +242,9 @@ class ModelInfo:
     created: int
     min_pixels: int = 0  # the per-image pixel budget images are resized into
     max_pixels: int = 0
+    # Videos one request may hold on this engine: None, as many as the video settings allow; 0, none (a request
+    # with one is refused, naming its video_url, best before it is decoded).
+    max_videos_per_request: int | None = None
 
 
 @dataclass(frozen=True)

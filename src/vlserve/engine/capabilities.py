@@ -64,6 +64,25 @@ def refuse_unsupported(
     check_sampling_extensions(params)
 
 
+def refuse_videos(request: EngineRequest, limit: int | None, *, engine: str) -> None:
+    """ClientError naming the first video part beyond ``limit`` videos (None: no limit of the engine's own)."""
+    if limit is None:
+        return
+    seen = 0
+    for index, turn in enumerate(request.turns):
+        for j, part in enumerate(turn.parts):
+            if part["type"] != "video":
+                continue
+            seen += 1
+            if seen > limit:
+                what = "takes no video" if limit == 0 else f"takes at most {limit} videos per request"
+                raise ClientError(
+                    f"the {engine} engine {what}; send images instead",
+                    param=f"messages[{index}].content[{j}].video_url",
+                    code="unsupported_content_type" if limit == 0 else "too_many_videos",
+                )
+
+
 MAX_STOP_TOKEN_IDS = 64
 
 

@@ -10,33 +10,35 @@ from vlserve.errors import ClientError
 from vlserve.media.limits import payload_too_large
 
 _EXAMPLE = "data:image/png;base64,iVBORw0..."
+_VIDEO_EXAMPLE = "data:video/mp4;base64,AAAAIGZ0eXA..."
 _GENERIC_TYPES = frozenset({"", "application/octet-stream"})  # no type given: the bytes are sniffed
 _URLSAFE = str.maketrans("-_", "+/")
 
 
-def decode_data_url(url: str, *, max_bytes: int, param: str) -> bytes:
-    """The bytes of a base64 image data URL; malformed, non-image or oversized URLs raise client errors."""
+def decode_data_url(url: str, *, max_bytes: int, param: str, media: str = "image") -> bytes:
+    """The bytes of a base64 data URL of an image (``media`` "video": of a video); malformed, wrongly typed or
+    oversized URLs raise client errors."""
     if url[:5].lower() != "data:":
-        raise _malformed("it does not start with 'data:'", param)
+        raise _malformed("it does not start with 'data:'", param, media)
     header, comma, payload = url[5:].partition(",")
     if not comma:
-        raise _malformed("',' between the media type and the data is missing", param)
+        raise _malformed("',' between the media type and the data is missing", param, media)
     mime, *options = (part.strip().lower() for part in header.split(";"))
     if "base64" not in options:
-        raise _malformed("the data must be base64-encoded (';base64,')", param)
-    if mime not in _GENERIC_TYPES and not mime.startswith("image/"):
-        raise _malformed(f"media type '{mime[:50]}' is not an image type (image/*)", param)
+        raise _malformed("the data must be base64-encoded (';base64,')", param, media)
+    if mime not in _GENERIC_TYPES and not mime.startswith(f"{media}/"):
+        raise _malformed(f"media type '{mime[:50]}' is not an {media} type ({media}/*)", param, media)
     text = _normalise(payload)
     if not text:
-        raise _malformed("it contains no data", param)
+        raise _malformed("it contains no data", param, media)
     if len(text) // 4 * 3 > max_bytes:  # upper bound of the decoded size, known before decoding
-        raise payload_too_large(max_bytes, param=param)
+        raise _too_large(max_bytes, param, media)
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ClientError("image data URL is not valid base64", param=param, code="invalid_base64") from None
+        raise ClientError(f"{media} data URL is not valid base64", param=param, code="invalid_base64") from None
     if len(data) > max_bytes:
-        raise payload_too_large(max_bytes, param=param)
+        raise _too_large(max_bytes, param, media)
     return data
 
 
@@ -50,7 +52,14 @@ def _normalise(payload: str) -> str:
     return text + "=" * (-len(text) % 4)
 
 
-def _malformed(problem: str, param: str) -> ClientError:
+def _too_large(max_bytes: int, param: str, media: str) -> ClientError:
+    if media == "video":
+        return payload_too_large(max_bytes, param=param, what="video", setting="VLSERVE_VIDEO_MAX_BYTES")
+    return payload_too_large(max_bytes, param=param)
+
+
+def _malformed(problem: str, param: str, media: str = "image") -> ClientError:
+    example = _EXAMPLE if media == "image" else _VIDEO_EXAMPLE
     return ClientError(
-        f"malformed image data URL: {problem}; expected {_EXAMPLE}", param=param, code="invalid_data_url"
+        f"malformed {media} data URL: {problem}; expected {example}", param=param, code="invalid_data_url"
     )

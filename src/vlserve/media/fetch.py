@@ -48,25 +48,27 @@ class ImageFetcher(GuardedClientOwner):
             headers={"User-Agent": _user_agent(), "Accept": "image/*", "Accept-Encoding": "identity"},
         )
 
-    async def fetch(self, url: str, *, param: str) -> bytes:
-        """The body of ``url`` (http/https), following at most ``max_redirects`` validated redirects."""
+    async def fetch(self, url: str, *, param: str, video_max_bytes: int | None = None) -> bytes:
+        """The body of ``url`` (http/https), following at most ``max_redirects`` validated redirects; with
+        ``video_max_bytes``, a video's (``Accept: video/*``, at most that many bytes)."""
         target = check_url(url, self._allowlist, param=param)
         try:
             with anyio.fail_after(self.timeout):
-                return await self._follow(target, param)
+                return await self._follow(target, param, video_max_bytes)
         except TimeoutError:
             raise self._timed_out(target, param) from None
 
-    async def _follow(self, url: httpx.URL, param: str) -> bytes:
+    async def _follow(self, url: httpx.URL, param: str, video_max_bytes: int | None = None) -> bytes:
+        headers = {"Accept": "video/*"} if video_max_bytes is not None else None
         for _ in range(self.max_redirects + 1):
             try:
-                async with self._client.stream("GET", url) as response:
+                async with self._client.stream("GET", url, headers=headers) as response:
                     if response.is_redirect:
                         url = self._redirect_target(url, response.headers["Location"], param)
                         continue
                     if not response.is_success:
                         raise MediaFetchError(f"image URL returned HTTP {response.status_code}", param=param)
-                    return await self._read_body(response, param)
+                    return await self._read_body(response, param, video_max_bytes)
             except AddressRefused as exc:
                 raise refused(exc.host, param=param) from None
             except httpx.TimeoutException:
@@ -89,15 +91,21 @@ class ImageFetcher(GuardedClientOwner):
             raise MediaFetchError("image URL redirected to an invalid URL", param=param) from None
         return check_url(target, self._allowlist, param=param)
 
-    async def _read_body(self, response: httpx.Response, param: str) -> bytes:
+    async def _read_body(self, response: httpx.Response, param: str, video_max_bytes: int | None = None) -> bytes:
+        limit = self.max_bytes if video_max_bytes is None else video_max_bytes
+        too_large = (
+            payload_too_large(self.max_bytes, param=param, what="image at the URL")
+            if video_max_bytes is None
+            else payload_too_large(limit, param=param, what="video at the URL", setting="VLSERVE_VIDEO_MAX_BYTES")
+        )
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            raise payload_too_large(self.max_bytes, param=param, what="image at the URL")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large
         body = bytearray()
         async for chunk in response.aiter_bytes():
             body += chunk
-            if len(body) > self.max_bytes:
-                raise payload_too_large(self.max_bytes, param=param, what="image at the URL")
+            if len(body) > limit:
+                raise too_large
         return bytes(body)
 
     def _timed_out(self, url: httpx.URL, param: str) -> MediaFetchError:

@@ -18,6 +18,24 @@ class ImageLimits:
     max_pixels: int
 
 
+@dataclass(frozen=True)
+class VideoLimits:
+    """What a video may be (``enabled`` False: none is taken), and how its frames are sampled."""
+
+    enabled: bool
+    max_bytes: int  # encoded bytes (VLSERVE_VIDEO_MAX_BYTES)
+    max_seconds: float  # duration, from the header and again from the frames' timestamps
+    max_pixels: int  # width x height of one frame, from the header
+    max_decode_pixels: int  # every frame the decoder produces, at full size, counted together
+    fps: float  # frames sampled per second of video
+    max_frames: int  # frames kept per video; a longer clip is sampled evenly over its whole length
+
+    @property
+    def frame_cap(self) -> int:
+        """The frames kept at most: ``max_frames`` rounded down to an even count (Qwen3-VL takes frames in pairs)."""
+        return max(2, self.max_frames - self.max_frames % 2)
+
+
 def payload_too_large(
     max_bytes: int, *, param: str | None, what: str = "image", setting: str = "VLSERVE_MAX_IMAGE_BYTES"
 ) -> PayloadTooLargeError:
@@ -44,6 +62,23 @@ def check_request_pixels(sizes: Sequence[tuple[int, int]], max_request_pixels: i
         raise ImageError(
             f"the request's {len(sizes)} images have {total} pixels together ({shown}), more than the "
             f"{max_request_pixels} pixel limit per request (VLSERVE_MAX_REQUEST_PIXELS)",
+            param=param,
+            code="image_too_large",
+        )
+
+
+def check_media_pixels(
+    sizes: Sequence[tuple[int, int]], video_pixels: Sequence[int], max_request_pixels: int, *, param: str
+) -> None:
+    """Refuse a request whose images (from their headers) and videos (the frames each keeps, at the size kept)
+    have more pixels together than the per-request budget; nothing is decoded yet."""
+    images = sum(width * height for width, height in sizes)
+    total = images + sum(video_pixels)
+    if total > max_request_pixels:
+        raise ImageError(
+            f"the request's {len(sizes)} images ({images} pixels) and {len(video_pixels)} videos' frames "
+            f"({total - images} pixels) have {total} pixels together, more than the {max_request_pixels} pixel "
+            "limit per request (VLSERVE_MAX_REQUEST_PIXELS)",
             param=param,
             code="image_too_large",
         )

@@ -36,6 +36,12 @@ def is_open(path: str) -> bool:
     return path == "/health" or path.startswith("/health/")
 
 
+def is_playground(path: str) -> bool:
+    """The browser playground's page and files (``/``, ``/web/...``): nothing secret in them; the page asks for a key
+    and sends it with its API calls. Open only while the playground is served (``VLSERVE_PLAYGROUND``)."""
+    return path == "/" or path.startswith("/web/")
+
+
 def required_scope(path: str) -> str:
     """The scope a path needs: documents, chat (every other /v1 route), metrics; admin for anything unlisted."""
     if path == "/v1/documents" or path.startswith("/v1/documents/"):
@@ -71,9 +77,10 @@ class AuthMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.required = settings.auth_required()
+        self.playground = settings.playground  # its page and files hold nothing secret: the page asks for a key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not self.required or is_open(scope["path"]):
+        if scope["type"] not in ("http", "websocket") or not self.required or self._open(scope["path"]):
             await self.app(scope, receive, send)
             return
         try:
@@ -86,6 +93,9 @@ class AuthMiddleware:
             await _refuse(scope, receive, send, exc)
             return
         await self.app(scope, receive, send)
+
+    def _open(self, path: str) -> bool:
+        return is_open(path) or (self.playground and is_playground(path))
 
     async def _authenticate(self, scope: Scope) -> Principal:
         token = bearer_token(scope)

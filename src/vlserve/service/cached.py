@@ -125,7 +125,10 @@ class CachedGeneration:
     @classmethod
     def of(cls, settings: Settings, service: GenerationService, store: CacheStore | None) -> CachedGeneration:
         """The cache ``settings`` ask for around ``service``; the server settings that change answers join the key."""
-        server = {"default_max_tokens": settings.default_max_tokens, "max_image_pixels": settings.max_image_pixels}
+        server = {
+            "default_max_tokens": settings.default_max_tokens, "max_image_pixels": settings.max_image_pixels,
+            "video_fps": settings.video_fps, "video_max_frames": settings.video_max_frames,
+        }  # fmt: skip
         return cls(service, store, shared=settings.cache_scope == "shared", server=server)
 
     async def answer(self, ask: Ask) -> Answer:

@@ -30,8 +30,10 @@ from vlserve.engine.base import (
 )
 from vlserve.errors import ModelOutputError, NotFoundError, ServerError
 from vlserve.media import MediaLoader, MediaRef
+from vlserve.media.images import LoadedImage
 from vlserve.media.resize import DEFAULT_MAX_PIXELS
 from vlserve.media.sources import EncodedImage
+from vlserve.media.video import LoadedVideo
 from vlserve.observability.accounting import (
     note_image,
     note_model,
@@ -76,6 +78,16 @@ def answer_error(text: str, finish_reason: str, output: OutputFormat | None) -> 
         return None
     param = "response_format" if output.param.startswith("response_format") else output.param
     return ModelOutputError(f"{problem}; the grammar cannot enforce every schema keyword", param=param)
+
+
+def media_item(loaded: LoadedImage | LoadedVideo) -> MediaItem:
+    """The engine's view of a decoded image, or of a video's sampled frames (its first frame as ``image``)."""
+    if isinstance(loaded, LoadedImage):
+        return MediaItem.decoded(loaded)
+    return MediaItem(
+        loaded.frames[0], kind="video", source=loaded.source, source_type=loaded.source_type, frames=loaded.frames,
+        timestamps=loaded.timestamps, fps=loaded.fps,
+    )  # fmt: skip
 
 
 def request_text(request: EngineRequest) -> str:
@@ -136,7 +148,7 @@ class GenerationService:
             note_image(image.data)
         target = self.engine.info.max_pixels or DEFAULT_MAX_PIXELS
         loaded = await self._media.decode(images, max_request_pixels=max_request_pixels, target_pixels=target)
-        return tuple(MediaItem.decoded(item) for item in loaded)
+        return tuple(media_item(item) for item in loaded)
 
     async def prepare(self, request: EngineRequest) -> Prepared:
         note_text(request_text(request))

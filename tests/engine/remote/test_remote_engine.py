@@ -216,6 +216,7 @@ def test_images_reach_the_upstream_inline_and_resized_never_as_urls(gateway, ima
         assert urls[2] == fits  # nothing to resize: the client's own bytes, not re-encoded
         assert sent["max_completion_tokens"] == 3 and "max_tokens" not in sent  # max_tokens is deprecated on chat
         assert sent["presence_penalty"] == 1.5 and sent["model"] == "stub-model"
+        assert sent["chat_template_kwargs"] == {"add_vision_id": True}  # three pictures: "Picture 1:", …
 
 
 def test_trace_id_and_key_go_upstream(gateway):

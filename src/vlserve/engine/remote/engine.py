@@ -25,7 +25,7 @@ from vlserve.engine.base import Delta, EngineRequest, EngineStatus, ModelInfo, P
 from vlserve.engine.capabilities import ALL_FEATURES, refuse_unsupported
 from vlserve.engine.remote.config import RemoteConfig
 from vlserve.engine.remote.exchange import Exchange, Retryable, deltas
-from vlserve.engine.remote.media import inline_image
+from vlserve.engine.remote.media import inline_media
 from vlserve.engine.remote.upstreams import Upstream, UpstreamPool
 from vlserve.engine.remote.wire import chat_inputs, request_body
 from vlserve.engine.warmup import warm_up
@@ -136,7 +136,7 @@ class RemoteEngine:
             return RemotePrompt(request, 0, {"prompt": request.prompt}, "completions")
 
         def inline() -> RemotePrompt:
-            pairs = [inline_image(item, self._config.budget, self._config.image_format) for item in request.media]
+            pairs = [inline_media(item, self._config.budget, self._config.image_format) for item in request.media]
             inputs = chat_inputs(request, [url for url, _ in pairs])
             return RemotePrompt(request, sum(tokens for _, tokens in pairs), inputs)
 

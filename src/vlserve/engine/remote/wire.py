@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from vlserve.engine.base import ChatTurn, Delta, EngineRequest, SamplingParams, TokenLogprob, ToolCallDelta, Usage
+from vlserve.engine.vision_ids import template_variables
 from vlserve.errors import ClientError, RateLimitError, UpstreamError, VLServeError
 from vlserve.jsonlimits import DEFAULT_MAX_DEPTH, loads
 from vlserve.structured import OutputFormat
@@ -26,10 +27,11 @@ from vlserve.structured.formats import ANY_OBJECT
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def messages(turns: Sequence[ChatTurn], image_urls: Sequence[str]) -> list[dict[str, Any]]:
-    """OpenAI messages: text-only turns as strings, image placeholders filled in order with ``image_urls``;
-    an assistant's tool calls and the tool answers as OpenAI sends them."""
-    urls = iter(image_urls)
+def messages(turns: Sequence[ChatTurn], media_urls: Sequence[str]) -> list[dict[str, Any]]:
+    """OpenAI messages: text-only turns as strings, image and video placeholders filled in order with
+    ``media_urls`` (``image_url`` and ``video_url`` parts); an assistant's tool calls and the tool answers as
+    OpenAI sends them."""
+    urls = iter(media_urls)
     out: list[dict[str, Any]] = []
     for turn in turns:
         if turn.tool_calls or turn.tool_call_id is not None:
@@ -46,6 +48,8 @@ def messages(turns: Sequence[ChatTurn], image_urls: Sequence[str]) -> list[dict[
 def _part(part: Mapping[str, str], urls: Iterator[str]) -> dict[str, Any]:
     if part["type"] == "text":
         return {"type": "text", "text": part["text"]}
+    if part["type"] == "video":
+        return {"type": "video_url", "video_url": {"url": next(urls)}}
     return {"type": "image_url", "image_url": {"url": next(urls)}}
 
 
@@ -61,9 +65,9 @@ def _tool_message(turn: ChatTurn) -> dict[str, Any]:
     return {"role": turn.role, "content": text or None, "tool_calls": calls}
 
 
-def chat_inputs(request: EngineRequest, image_urls: Sequence[str]) -> dict[str, Any]:
+def chat_inputs(request: EngineRequest, media_urls: Sequence[str]) -> dict[str, Any]:
     """A chat's part of the body: the messages, and the tools with how to use them when it gives any."""
-    inputs: dict[str, Any] = {"messages": messages(request.turns, image_urls)}
+    inputs: dict[str, Any] = {"messages": messages(request.turns, media_urls)}
     if request.tools:
         inputs["tools"] = [dict(tool) for tool in request.tools]
         if request.tool_choice is not None:
@@ -71,8 +75,9 @@ def chat_inputs(request: EngineRequest, image_urls: Sequence[str]) -> dict[str, 
             inputs["tool_choice"] = choice if isinstance(choice, str) else dict(choice)
         if not request.parallel_tool_calls:
             inputs["parallel_tool_calls"] = False
-    if request.chat_template_kwargs:  # e.g. {"enable_thinking": false}, for the upstream's template
-        inputs["chat_template_kwargs"] = dict(request.chat_template_kwargs)
+    # e.g. {"enable_thinking": false} from the client, {"add_vision_id": true} for several pictures (vision_ids)
+    if variables := template_variables(request):
+        inputs["chat_template_kwargs"] = variables
     return inputs
 
 

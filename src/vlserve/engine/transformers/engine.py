@@ -91,6 +91,7 @@ class TransformersEngine:
             checkpoint.chat_template,
             min_pixels=budget.min_pixels,
             max_pixels=budget.max_pixels,
+            model_type=checkpoint.model_type,
         )
         max_len = min(s.max_model_len or checkpoint.max_position_embeddings, checkpoint.max_position_embeddings)
         self._info = ModelInfo(

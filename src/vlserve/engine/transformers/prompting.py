@@ -2,12 +2,15 @@
 
 The template renders one ``<|image_pad|>`` per image; each is expanded to the number of visual
 tokens the image processor produced for that image (``grid_t * grid_h * grid_w / merge**2``),
-and ``mm_token_type_ids`` marks those positions for the model's 3-D rotary positions.
+and ``mm_token_type_ids`` marks those positions (1, videos' 2) for the model's 3-D rotary positions.
+A video's ``<|vision_start|><|video_pad|><|vision_end|>`` becomes its frames' tokens (video_inputs).
+A request with more than one image or video renders with the template's ``add_vision_id`` (vision_ids).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,13 +18,24 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from vlserve.engine.base import ChatTurn, EngineRequest, Prepared
+from vlserve.engine.base import ChatTurn, EngineRequest, MediaItem, Prepared
 from vlserve.engine.reasoning import answer_starts_in_reasoning, template_thinks
+from vlserve.engine.transformers.video_inputs import (
+    TIMESTAMPED,
+    VIDEO_PAD,
+    VIDEO_WRAPPER,
+    VideoGeometry,
+    placeholder,
+    process_video,
+    video_model_inputs,
+)
+from vlserve.engine.vision_ids import template_variables
 from vlserve.errors import ClientError
 from vlserve.media.resize import ImageBudget
 
 IMAGE_PAD = "<|image_pad|>"
 RESERVED_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+_MEDIA = re.compile(f"({re.escape(IMAGE_PAD)}|{re.escape(VIDEO_WRAPPER)})")  # one image or video, in order
 _PROBE_TOOL = {"type": "function", "function": {"name": "vlserve_probe", "parameters": {"type": "object"}}}
 
 
@@ -44,7 +58,8 @@ class Prompt(Prepared):
 
     input_ids: list[int] = field(default_factory=list)
     mm_token_type_ids: list[int] = field(default_factory=list)
-    image_inputs: dict[str, Any] = field(default_factory=dict)  # pixel_values, image_grid_thw
+    # pixel_values, image_grid_thw; pixel_values_videos, video_grid_thw (and Qwen2.5-VL's second_per_grid_ts)
+    image_inputs: dict[str, Any] = field(default_factory=dict)
     # A reasoning model's answer: "opened" when the prompt left a <think> block open (the answer begins with
     # reasoning), "optional" when the model may open one itself; None when the answer is not split.
     reasoning: Literal["opened", "optional"] | None = None
@@ -67,6 +82,7 @@ class PromptBuilder:
         *,
         min_pixels: int,
         max_pixels: int,
+        model_type: str = "qwen3_vl",
     ) -> None:
         self._tokenizer = tokenizer
         self._image_processor = image_processor
@@ -76,6 +92,9 @@ class PromptBuilder:
         factor = int(getattr(image_processor, "patch_size", 16)) * self.merge_size
         self._budget = ImageBudget(min_pixels, max_pixels, factor)
         self.image_token_id: int = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
+        self.video_token_id: int = tokenizer.convert_tokens_to_ids(VIDEO_PAD)
+        self._model_type = model_type
+        self._video = VideoGeometry.of(image_processor)
         self.thinks = template_thinks(chat_template, tokenizer.get_vocab())  # a reasoning model
 
     def render(
@@ -111,25 +130,26 @@ class PromptBuilder:
 
     def _render_request(self, request: EngineRequest) -> str:
         if not request.calls_tools:
-            return self.render(request.turns, template_kwargs=request.chat_template_kwargs)
+            return self.render(request.turns, template_kwargs=template_variables(request))
         if not self.renders_tools:
             raise ClientError("this model's chat template does not render tools, so it cannot call them", param="tools")
-        return self.render(request.turns, request.tools, request.chat_template_kwargs)
+        return self.render(request.turns, request.tools, template_variables(request))
 
     def _misplaced_images(self, request: EngineRequest, placed: int) -> ClientError:
         """The error for images the chat template did not place, naming the first message that lost some: the
         one whose images the conversation up to it does not show (Qwen3-VL's template drops a system
         message's images, for one). The API refuses images outside user and tool messages before any work;
         this catches what a checkpoint's own template drops anyway."""
-        wanted = f"the chat template placed {placed} of the request's {request.num_images} images"
+        wanted = f"the chat template placed {placed} of the request's {len(request.media)} images and videos"
         tools = request.tools if request.calls_tools else ()
         expected = 0
         for index, turn in enumerate(request.turns):
-            images = [j for j, part in enumerate(turn.parts) if part["type"] == "image"]
+            images = [j for j, part in enumerate(turn.parts) if part["type"] in ("image", "video")]
             expected += len(images)
             if not images:
                 continue
-            shown = self.render(request.turns[: index + 1], tools, request.chat_template_kwargs).count(IMAGE_PAD)
+            rendered = self.render(request.turns[: index + 1], tools, template_variables(request))
+            shown = len(_MEDIA.findall(rendered))
             if shown < expected:
                 return ClientError(
                     f"{wanted}: it drops the images of a {turn.role} message; send images in user messages",
@@ -144,26 +164,48 @@ class PromptBuilder:
     def build_request(self, request: EngineRequest) -> Prompt:
         if request.prompt is not None:
             return self.build_text(request)
-        images = [item.image for item in request.media]
+        images = [item.image for item in request.media if item.kind == "image"]
+        videos = [item for item in request.media if item.kind == "video"]
         for image in images:
             self._budget.size_for(*image.size, param="messages")  # refuse what the processor cannot take
         text = self._render_request(request)
         reasoning = None
         if self.thinks:
             reasoning = "opened" if answer_starts_in_reasoning(text) else "optional"
-        pieces = text.split(IMAGE_PAD)
-        if len(pieces) - 1 != len(images):
-            raise self._misplaced_images(request, len(pieces) - 1)
-        image_inputs: dict[str, Any] = {}
+        pieces = _MEDIA.split(text)  # text, marker, text, marker, …, text
+        markers = ["image" if marker == IMAGE_PAD else "video" for marker in pieces[1::2]]
+        if markers != [item.kind for item in request.media]:
+            raise self._misplaced_images(request, len(markers))
+        inputs, image_texts, video_texts = self._media_inputs(images, videos)
+        out = [pieces[0]]
+        image_iter, video_iter = iter(image_texts), iter(video_texts)
+        for marker, piece in zip(pieces[1::2], pieces[2::2], strict=True):
+            out += [next(image_iter) if marker == IMAGE_PAD else next(video_iter), piece]
+        input_ids = self._tokenizer("".join(out), add_special_tokens=False)["input_ids"]
+        kinds = {self.image_token_id: 1, self.video_token_id: 2}
+        type_ids = [kinds.get(token, 0) for token in input_ids]
+        visual = sum(1 for kind in type_ids if kind)
+        return Prompt(request, visual, input_ids, type_ids, inputs, reasoning)
+
+    def _media_inputs(
+        self, images: Sequence[Image.Image], videos: Sequence[MediaItem]
+    ) -> tuple[dict[str, Any], list[str], list[str]]:
+        """The model's pixel inputs, and the prompt text of each image and each video, in order."""
+        inputs: dict[str, Any] = {}
+        image_texts: list[str] = []
         if images:
             processed = self._image_processor(images=list(images), size=self._size, return_tensors="pt")
             grid = processed["image_grid_thw"]
-            counts = [int(n) for n in grid.prod(-1) // (self.merge_size**2)]
-            text = pieces[0] + "".join(IMAGE_PAD * n + piece for n, piece in zip(counts, pieces[1:], strict=True))
-            image_inputs = {"pixel_values": processed["pixel_values"], "image_grid_thw": grid}
-        input_ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
-        type_ids = [1 if token == self.image_token_id else 0 for token in input_ids]
-        return Prompt(request, sum(type_ids), input_ids, type_ids, image_inputs, reasoning)
+            image_texts = [IMAGE_PAD * int(n) for n in grid.prod(-1) // (self.merge_size**2)]
+            inputs = {"pixel_values": processed["pixel_values"], "image_grid_thw": grid}
+        video_texts: list[str] = []
+        if videos:
+            processed_videos = [process_video(item, self._video) for item in videos]
+            timestamped = self._model_type in TIMESTAMPED
+            video_texts = [placeholder(v, self.merge_size, timestamped=timestamped) for v in processed_videos]
+            fps = [item.fps for item in videos]
+            inputs |= video_model_inputs(processed_videos, fps, self._video, model_type=self._model_type)
+        return inputs, image_texts, video_texts
 
     def build_text(self, request: EngineRequest) -> Prompt:
         """A raw text prompt (/v1/completions) tokenised as it is, as vLLM does: no chat template, no images."""

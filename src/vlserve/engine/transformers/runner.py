@@ -34,7 +34,7 @@ log = logging.getLogger("vlserve.engine")
 
 
 def collate(prompts: Sequence[Prompt], pad_token_id: int, device: torch.device, dtype: torch.dtype) -> dict:
-    """Left-pad token ids; concatenate image patches and grids in row order."""
+    """Left-pad token ids; concatenate image and video patches and grids in row order."""
     width = max(p.num_tokens for p in prompts)
     ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -49,10 +49,11 @@ def collate(prompts: Sequence[Prompt], pad_token_id: int, device: torch.device, 
         "attention_mask": mask.to(device),
         "mm_token_type_ids": types.to(device),
     }
-    with_images = [p.image_inputs for p in prompts if p.num_images]
-    if with_images:
-        batch["pixel_values"] = torch.cat([i["pixel_values"] for i in with_images]).to(device, dtype)
-        batch["image_grid_thw"] = torch.cat([i["image_grid_thw"] for i in with_images]).to(device)
+    for key in ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts"):
+        parts = [p.image_inputs[key] for p in prompts if key in p.image_inputs]
+        if parts:
+            joined = torch.cat(parts)
+            batch[key] = joined.to(device, dtype) if key.startswith("pixel_values") else joined.to(device)
     return batch
 
 

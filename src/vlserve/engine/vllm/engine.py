@@ -20,9 +20,10 @@ import httpx
 
 from vlserve.engine.background import Background
 from vlserve.engine.base import Delta, EngineRequest, EngineStatus, Exposition, ModelInfo, Prepared, SamplingParams
+from vlserve.engine.capabilities import refuse_videos
 from vlserve.engine.checkpoint_files import CheckpointError, architecture, image_budget, read_config
 from vlserve.engine.remote import RemoteConfig, RemoteEngine
-from vlserve.engine.vllm.command import VLLM_VERSION, ChildCommand, vllm_command
+from vlserve.engine.vllm.command import VLLM_VERSION, ChildCommand, max_videos, vllm_command
 from vlserve.engine.vllm.metrics import scrape
 from vlserve.engine.vllm.supervisor import ChildProcess
 from vlserve.engine.warmup import warm_up
@@ -62,6 +63,7 @@ class VllmEngine:
         self._remote = RemoteEngine(config)
         self._child = ChildProcess("vllm", self._next_command)
         self._architecture = ""
+        self._max_videos = max_videos(settings)  # what vLLM was told to take
         self._warmed = 0  # the child start a warm-up has run on
         self._watcher = Background("vlserve-vllm-warmup")
         self._scraper = httpx.AsyncClient(trust_env=False, follow_redirects=False)  # the child's /metrics
@@ -75,7 +77,9 @@ class VllmEngine:
 
     @property
     def info(self) -> ModelInfo:
-        return dataclasses.replace(self._remote.info, architecture=self._architecture)
+        return dataclasses.replace(
+            self._remote.info, architecture=self._architecture, max_videos_per_request=self._max_videos
+        )
 
     @property
     def ready(self) -> bool:
@@ -139,6 +143,7 @@ class VllmEngine:
         return await scrape(self._scraper, url, {"Authorization": f"Bearer {self._key}"})
 
     async def prepare(self, request: EngineRequest) -> Prepared:
+        refuse_videos(request, self._max_videos, engine=self.name)  # vLLM would refuse them (its limit)
         return await self._remote.prepare(request)
 
     async def check(self, prepared: Prepared, params: SamplingParams) -> None:

@@ -1,9 +1,10 @@
 """An operator's ``--vllm-args``, read the way vLLM 0.32 reads them, before vlserve adds them to its command line.
 
 Options vlserve owns are refused (owned_flags). The JSON options vlserve sets too (``--limit-mm-per-prompt``,
-``--mm-processor-kwargs``) are taken out, in every form vLLM accepts (``--x '{"k": 1}'``, ``--x={...}``,
-``--x.k 1``, ``--x.k=1``, ``--x.k+ a,b``, underscores, abbreviations), so that vlserve passes each once, its own keys
-merged with the operator's (the operator's win). Everything else is passed on as written, after vlserve's options.
+``--mm-processor-kwargs``, ``--media-io-kwargs``) are taken out, in every form vLLM accepts (``--x '{"k": 1}'``,
+``--x={...}``, ``--x.k 1``, ``--x.k=1``, ``--x.k+ a,b``, underscores, abbreviations), so that vlserve passes each
+once, its own keys merged with the operator's (the operator's win). Everything else is passed on as written, after
+vlserve's options.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from typing import Any
 from vlserve.engine.vllm.owned_flags import owned_option, refusal
 from vlserve.engine.vllm.serve_flags import Option, read_option, resolve
 
-MERGED = ("--limit-mm-per-prompt", "--mm-processor-kwargs")  # JSON options whose keys vlserve and operator share
+MERGED = (
+    "--limit-mm-per-prompt",
+    "--mm-processor-kwargs",
+    "--media-io-kwargs",
+)  # JSON options whose keys vlserve and operator share
 _HUMAN_INT = re.compile(r"(\d+(?:\.\d+)?)([kmgt])|(\d+)([KMGT])")  # vLLM's 1k / 1K forms of a dotted value
 
 
