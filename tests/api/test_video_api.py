@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -124,6 +125,19 @@ def test_too_many_videos_and_an_image_data_url_as_a_video(make_client):
     assert error["code"] == "too_many_videos" and "VLSERVE_MAX_VIDEOS_PER_REQUEST" in error["message"]
     error = error_of(chat(client, video_part(data_url(solid((8, 8))))), 400, "invalid_data_url")
     assert "video/*" in error["message"]
+
+
+@pytest.mark.parametrize("engine_videos", [1, 0])
+def test_an_engines_own_lower_video_limit_refuses_before_any_video_is_decoded(make_client, engine_videos):
+    engine = Recording()  # a managed vLLM told fewer videos through --vllm-args reports its cap in its info
+    engine._info = dataclasses.replace(engine.info, max_videos_per_request=engine_videos)
+    client = make_client(engine)
+    videos = [video_part(video_data_url(corrupt_video()))] * (engine_videos + 1)  # decoding would fail first
+    error = error_of(chat(client, *videos), 400, "too_many_videos" if engine_videos else "unsupported_content_type")
+    assert "--limit-mm-per-prompt" in error["message"] and engine.requests == []
+    files = [("video_file", ("c.mp4", corrupt_video(), "video/mp4"))] * (engine_videos + 1)
+    error = error_of(client.post("/v1/chat/vision", data={"prompt": "x"}, files=files), 400)
+    assert "--limit-mm-per-prompt" in error["message"] and error["param"] == "video_file"
 
 
 def test_video_files_on_the_vision_endpoint(make_client):

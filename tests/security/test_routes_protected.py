@@ -9,7 +9,7 @@ from fastapi.routing import iter_route_contexts
 
 from tests.security.keyed import assert_error, serving
 from vlserve.app import build_app
-from vlserve.security.auth import is_open
+from vlserve.security.auth import is_open, is_playground
 from vlserve.settings import Settings
 
 _PARAM = re.compile(r"\{[^}]+\}")
@@ -42,8 +42,8 @@ def test_the_enumeration_sees_every_kind_of_route():
     assert expected <= paths, expected - paths
 
 
-def test_every_route_but_the_health_probes_answers_401_without_a_key(api):
-    routes = [(m, p) for m, p in served_routes() if not is_open(p)]
+def test_every_route_but_the_health_probes_and_the_playground_answers_401_without_a_key(api):
+    routes = [(m, p) for m, p in served_routes() if not is_open(p) and not is_playground(p)]
     assert len(routes) >= 12
     for method, path in routes:
         response = api.request(method, path, json={})
@@ -63,3 +63,10 @@ def test_only_the_health_probes_are_open(api):
 
 def test_docs_and_schema_are_routes_only_when_enabled():
     assert {"/docs", "/openapi.json"} & {p for _, p in served_routes(docs=False)} == set()
+
+
+def test_the_playgrounds_page_and_files_are_the_only_other_open_routes_and_only_while_it_is_served(api):
+    opened = {(m, p) for m, p in served_routes() if is_playground(p)}
+    assert {p for _, p in opened} == {"/", "/web/x"} and {m for m, _ in opened} <= {"GET", "HEAD"}
+    assert api.get("/").status_code == 200
+    assert not {p for _, p in served_routes(playground=False) if is_playground(p)}

@@ -45,7 +45,9 @@ async def create_chat_completion(
         return sampling_params(body, max_depth=depth), tool_fields(body, max_depth=depth)
 
     params, tools = await asyncio.to_thread(options) if has_schemas(body) else options()
-    turns, refs = parse_messages(body.messages, max_images=service.max_images, max_videos=limits.max_videos)
+    turns, refs = parse_messages(
+        body.messages, max_images=service.max_images, max_videos=limits.max_videos, video_rule=limits.video_rule
+    )
     engine_request = EngineRequest(tuple(turns), **tools, chat_template_kwargs=template_kwargs)
     ask = Ask(
         "chat", engine_request, params, body.stream, refs, caller=caller_id(raw),

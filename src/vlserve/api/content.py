@@ -8,7 +8,7 @@ A video is refused here, before anything is fetched, when the server takes none 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlserve.api.content_schema import IMAGE_PARTS, MEDIA_ROLES, TEXT_PARTS, VIDEO_PARTS
 from vlserve.api.message_protocol import ChatMessage
@@ -16,6 +16,9 @@ from vlserve.engine.base import ChatTurn, ToolCall
 from vlserve.errors import ClientError
 from vlserve.media import MediaRef
 from vlserve.media.sources import video_off
+
+if TYPE_CHECKING:
+    from vlserve.api.request_limits import RequestLimits
 
 
 def _image_url(part: dict[str, Any], param: str) -> MediaRef:
@@ -49,11 +52,16 @@ def _tool_calls(message: ChatMessage) -> tuple[ToolCall, ...]:
     return tuple(ToolCall(c.id, c.function.name, c.function.arguments or "{}") for c in message.tool_calls or ())
 
 
+VIDEO_SETTING = "VLSERVE_MAX_VIDEOS_PER_REQUEST"
+ENGINE_VIDEO_RULE = "the engine's --limit-mm-per-prompt"  # a managed vLLM told fewer videos through --vllm-args
+
+
 def parse_messages(
-    messages: Sequence[ChatMessage], *, max_images: int, max_videos: int = 0
+    messages: Sequence[ChatMessage], *, max_images: int, max_videos: int = 0, video_rule: str = VIDEO_SETTING
 ) -> tuple[list[ChatTurn], list[MediaRef]]:
     """The turns (media as ``{"type": "image"}`` / ``{"type": "video"}`` placeholders) and the media they point
-    at, in order of appearance; ``max_videos`` 0: video is off, and a video part is refused."""
+    at, in order of appearance; ``max_videos`` 0: video is off, and a video part is refused before anything
+    fetches or decodes it; ``video_rule`` names what sets ``max_videos``."""
     turns: list[ChatTurn] = []
     images: list[MediaRef] = []
     for i, message in enumerate(messages):
@@ -87,7 +95,7 @@ def parse_messages(
                 parts.append({"type": "image"})
             elif kind in VIDEO_PARTS:
                 if not max_videos:
-                    raise video_off(f"{param}.type")
+                    raise _no_video(f"{param}.type", video_rule)
                 images.append(_video_url(part, param))
                 parts.append({"type": "video"})
             else:
@@ -106,10 +114,31 @@ def parse_messages(
             code="too_many_images",
         )
     if videos > max_videos > 0:
-        raise ClientError(
-            f"the request has {videos} videos; at most {max_videos} are allowed per request "
-            "(VLSERVE_MAX_VIDEOS_PER_REQUEST)",
-            param="messages",
-            code="too_many_videos",
-        )
+        raise _too_many_videos(videos, max_videos, video_rule, "messages")
     return turns, images
+
+
+def refuse_videos(videos: int, limits: RequestLimits, param: str) -> None:
+    """A clean 400 when ``videos`` is more than the request limits allow (none: video off)."""
+    if not limits.max_videos:
+        raise _no_video(param, limits.video_rule)
+    if videos > limits.max_videos:
+        raise _too_many_videos(videos, limits.max_videos, limits.video_rule, param)
+
+
+def _too_many_videos(videos: int, limit: int, rule: str, param: str) -> ClientError:
+    return ClientError(
+        f"the request has {videos} videos; at most {limit} are allowed per request ({rule})",
+        param=param,
+        code="too_many_videos",
+    )
+
+
+def _no_video(param: str, rule: str) -> ClientError:
+    if rule != ENGINE_VIDEO_RULE:
+        return video_off(param)
+    return ClientError(
+        f"this server's engine takes no video ({rule} sets video to 0); send images instead",
+        param=param,
+        code="unsupported_content_type",
+    )

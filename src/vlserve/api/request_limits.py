@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from pydantic import BaseModel
 
+from vlserve.api.content import ENGINE_VIDEO_RULE, VIDEO_SETTING
 from vlserve.api.protocol import ChatCompletionRequest
 from vlserve.errors import ClientError, ContextLengthError
 from vlserve.jsonlimits import deeper_than, too_deep
@@ -27,18 +28,25 @@ class RequestLimits:
     max_messages: int
     max_prompt_chars: int
     max_request_pixels: int
-    max_videos: int = 0  # videos per request; 0: video is off (VLSERVE_VIDEO=false)
+    max_videos: int = 0  # videos per request; 0: video is off (VLSERVE_VIDEO=false) or the engine takes none
+    video_rule: str = VIDEO_SETTING  # what sets max_videos, for the error that refuses one too many
 
     @classmethod
-    def of(cls, settings: Settings) -> RequestLimits:
+    def of(cls, settings: Settings, engine_videos: int | None = None) -> RequestLimits:
+        """The settings' limits; ``engine_videos``, the engine's own cap on videos (a managed vLLM told fewer
+        through ``--vllm-args``), lowers the video limit so that a video beyond it is refused before decoding."""
+        videos, rule = (settings.max_videos_per_request if settings.video else 0), VIDEO_SETTING
+        if engine_videos is not None and engine_videos < videos:
+            videos, rule = engine_videos, ENGINE_VIDEO_RULE
         return cls(
             settings.max_json_depth, settings.max_messages, settings.max_prompt_chars, settings.max_request_pixels,
-            settings.max_videos_per_request if settings.video else 0,
+            videos, rule,
         )  # fmt: skip
 
 
 async def get_limits(request: Request) -> RequestLimits:
-    return RequestLimits.of(request.app.state.vlserve.settings)
+    runtime = request.app.state.vlserve
+    return RequestLimits.of(runtime.settings, runtime.engine.info.max_videos_per_request)
 
 
 LimitsDep = Annotated[RequestLimits, Depends(get_limits)]

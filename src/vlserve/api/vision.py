@@ -9,13 +9,14 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from vlserve.api.cancellation import cancel_on_disconnect
 from vlserve.api.chat_format import usage_body
+from vlserve.api.content import refuse_videos
 from vlserve.api.openapi import IMAGE_TYPES, multipart_files
 from vlserve.api.request_limits import RequestLimits, check_text
 from vlserve.api.state import GenerationDep, RequestIdDep, StateDep
 from vlserve.engine.base import ChatTurn, EngineRequest, SamplingParams
 from vlserve.errors import ClientError
 from vlserve.media.limits import payload_too_large
-from vlserve.media.sources import EncodedImage, video_off
+from vlserve.media.sources import EncodedImage
 from vlserve.settings import Settings
 
 router = APIRouter()
@@ -40,8 +41,8 @@ async def _read_upload(upload: UploadFile, limit: int, param: str, *, video: boo
     return data
 
 
-def _check_counts(images: int, videos: int, settings: Settings) -> None:
-    """At least one file, and no more images or videos than the settings allow (video off: none)."""
+def _check_counts(images: int, videos: int, settings: Settings, limits: RequestLimits) -> None:
+    """At least one file, and no more images or videos than the settings (and the engine) allow."""
     if not images and not videos:
         raise ClientError("an image_file or a video_file is required (at least one file)", param="image_file")
     if images > settings.max_images_per_request:
@@ -50,15 +51,8 @@ def _check_counts(images: int, videos: int, settings: Settings) -> None:
             param="image_file",
             code="too_many_images",
         )
-    if videos and not settings.video:
-        raise video_off("video_file")
-    if videos > settings.max_videos_per_request:
-        raise ClientError(
-            f"the request has {videos} videos; at most {settings.max_videos_per_request} are allowed "
-            "(VLSERVE_MAX_VIDEOS_PER_REQUEST)",
-            param="video_file",
-            code="too_many_videos",
-        )
+    if videos:
+        refuse_videos(videos, limits, "video_file")
 
 
 @router.post("/v1/chat/vision", openapi_extra=_FILES)
@@ -79,8 +73,8 @@ async def chat_vision(
     served = service.check_model(model)
     settings = state.settings
     image_file, video_file = image_file or [], video_file or []
-    _check_counts(len(image_file), len(video_file), settings)
-    limits = RequestLimits.of(settings)
+    limits = RequestLimits.of(settings, state.engine.info.max_videos_per_request)
+    _check_counts(len(image_file), len(video_file), settings, limits)
     check_text(len(prompt), "prompt", limits)
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
     with service.admit():  # before any image is decoded
