@@ -19,6 +19,7 @@ import pytest
 from tests.e2e.server import ServerProcess
 from tests.support.images import chart, encode
 from tests.support.pdfs import text_pdf
+from tests.support.videos import make_video
 
 pytestmark = pytest.mark.e2e
 
@@ -254,8 +255,15 @@ def test_json_mode_answers_json_that_validates_against_the_schema_typed_in(visit
     assert "not valid JSON" in page.text("#schema-error")
 
 
-def test_a_bad_video_gets_the_servers_message(visit):
+def test_a_video_is_answered_and_a_bad_one_gets_the_servers_message(visit):
     page = visit()
+    page.attach(("clip.webm", "video/webm", make_video("vp9-webm", frames=10, size=(64, 48))))
+    with page.page.expect_request("**/v1/chat/completions") as sent:
+        page.ask("What happens in this clip?")
+    assert DONE in page.wait_status(DONE)
+    part = json.loads(sent.value.post_data)["messages"][0]["content"][0]
+    assert part["type"] == "video_url" and part["video_url"]["url"].startswith("data:video/webm;base64,")
+    page.page.get_by_role("button", name="Remove clip.webm").click()
     page.attach(("clip.mp4", "video/mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64))
     page.ask("What happens in this clip?")
     page.page.wait_for_selector("#error:not([hidden])")

@@ -32,7 +32,14 @@ def refused(data: bytes, lim: VideoLimits = LIMITS) -> ClientError:
 
 
 @pytest.mark.parametrize(
-    ("kind", "media_type"), [("h264-mp4", "video/mp4"), ("vp9-webm", "video/webm"), ("mpeg4-mov", "video/quicktime")]
+    ("kind", "media_type"),
+    [
+        ("h264-mp4", "video/mp4"),
+        ("hevc-mp4", "video/mp4"),
+        ("av1-mp4", "video/mp4"),
+        ("vp9-webm", "video/webm"),
+        ("mpeg4-mov", "video/quicktime"),
+    ],
 )
 def test_each_container_and_codec_is_sampled_at_two_frames_a_second(kind, media_type):
     data = make_video(kind, frames=30, rate=10, size=(320, 240))  # 3 s
@@ -43,6 +50,17 @@ def test_each_container_and_codec_is_sampled_at_two_frames_a_second(kind, media_
     # each kept frame is the one shown at its time: frame i has grey level 20 i mod 256 (frame 5 at 0.5 s, …)
     greys = [frame.convert("L").getpixel((160, 128)) for frame in video.frames]
     assert all(abs(grey - 100 * n % 256) <= 6 for n, grey in enumerate(greys)), greys
+
+
+def test_a_phones_rotation_is_applied_so_the_model_sees_the_clip_upright():
+    picture = Image.new("RGB", (320, 256), "black")
+    picture.paste("white", (0, 0, 160, 256))  # the left half white, as stored
+    video = decode_video(make_video(frames=4, size=(320, 256), rotation=90, picture=picture), LIMITS, param="video")
+    frame = video.frames[0].convert("L")
+    assert frame.size == (256, 320)  # portrait, as the phone showed it
+    upright = picture.rotate(90, expand=True).convert("L")  # 90 degrees counter-clockwise: white at the bottom
+    assert abs(frame.getpixel((128, 300)) - upright.getpixel((128, 300))) < 16
+    assert abs(frame.getpixel((128, 20)) - upright.getpixel((128, 20))) < 16
 
 
 def test_a_variable_frame_rate_is_sampled_by_the_frames_own_timestamps():

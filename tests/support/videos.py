@@ -13,7 +13,13 @@ from PIL import Image
 
 MS = Fraction(1, 1000)
 # (encoder, container format) for each kind the server takes
-KINDS = {"h264-mp4": ("libx264", "mp4"), "vp9-webm": ("libvpx-vp9", "webm"), "mpeg4-mov": ("mpeg4", "mov")}
+KINDS = {
+    "h264-mp4": ("libx264", "mp4"),
+    "hevc-mp4": ("libx265", "mp4"),
+    "av1-mp4": ("libsvtav1", "mp4"),
+    "vp9-webm": ("libvpx-vp9", "webm"),
+    "mpeg4-mov": ("mpeg4", "mov"),
+}
 
 
 def make_video(
@@ -23,19 +29,24 @@ def make_video(
     rate: int = 10,
     size: tuple[int, int] = (64, 48),
     pts_ms: Sequence[int] | None = None,
+    rotation: int = 0,
+    picture: Image.Image | None = None,
 ) -> bytes:
     """A clip of ``frames`` frames at ``rate`` a second (or at the given pts, in milliseconds: a variable frame
-    rate), each frame a different grey level so that frames can be told apart."""
+    rate), each frame a different grey level so that frames can be told apart (or each the given ``picture``);
+    ``rotation``: the display matrix a phone writes, degrees counter-clockwise."""
     encoder, fmt = KINDS[kind]
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=fmt) as container:
         stream = container.add_stream(encoder, rate=rate)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
         if pts_ms is not None:
             stream.codec_context.time_base = MS
         for i in range(frames):
-            frame = av.VideoFrame.from_image(Image.new("RGB", size, ((i * 20) % 256,) * 3))
+            frame = av.VideoFrame.from_image(picture or Image.new("RGB", size, ((i * 20) % 256,) * 3))
             if pts_ms is not None:
                 frame.pts, frame.time_base = pts_ms[i], MS
             for packet in stream.encode(frame):

@@ -24,6 +24,7 @@ __all__ = ["CODECS", "VideoLimits", "VideoProbe", "probe", "probe_video"]
 # Codecs accepted, by FFmpeg's decoder name, as this PyAV build decodes them.
 CODECS = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4")
 _WEBM_CODECS = ("vp8", "vp9", "av1")
+_CODEC_IDS = {av.codec.Codec(name, "r").id: name for name in CODECS}  # FFmpeg's codec ids; a build's decoders vary
 _ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot")
 _EBML = b"\x1a\x45\xdf\xa3"
 _MEDIA_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "webm": "video/webm"}
@@ -102,12 +103,17 @@ def _frame_count(stream: av.video.stream.VideoStream, duration: float | None) ->
     return None
 
 
+def codec_name(decoder: av.codec.Codec) -> str:
+    """The format a decoder reads (``av1`` for FFmpeg's ``libdav1d``), by codec id: what CODECS lists."""
+    return _CODEC_IDS.get(decoder.id, decoder.name)
+
+
 def probe(container: av.container.InputContainer, limits: VideoLimits, *, param: str) -> VideoProbe:
     """The first video stream's header, checked against ``limits``; nothing is decoded."""
     if not container.streams.video:
         raise invalid_video("it has no video stream", param)
     stream = container.streams.video[0]
-    codec = stream.codec_context.name
+    codec = codec_name(stream.codec_context.codec)
     if codec not in CODECS:
         raise UnsupportedMediaError(
             f"video codec {codec[:30]!r} is not supported; supported codecs are {', '.join(CODECS)}",
