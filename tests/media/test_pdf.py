@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -75,21 +76,29 @@ def test_render_applies_page_rotation(doc: Path, tmp_path: Path) -> None:
     assert close_to(image.getpixel((980, 580)), (255, 255, 255))
 
 
-def test_iter_pages_renders_lazily(doc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    real = pdf.render_page
+def test_iter_pages_renders_lazily(doc: Path) -> None:
+    taken: list[int] = []
 
-    def counting(path: Path, index: int, *, longest_side: int) -> Image.Image:
-        calls.append(index)
-        return real(path, index, longest_side=longest_side)
+    def indices() -> Iterator[int]:
+        for index in [2, 0, 1]:
+            taken.append(index)
+            yield index
 
-    monkeypatch.setattr(pdf, "render_page", counting)
-    pages = pdf.iter_pages(doc, [2, 0, 1], longest_side=50)
-    assert calls == []
+    pages = pdf.iter_pages(doc, indices(), longest_side=50)
+    assert taken == []
     index, image = next(pages)
-    assert (index, max(image.size), calls) == (2, 50, [2])
+    assert (index, max(image.size), taken) == (2, 50, [2])
     assert [i for i, _ in pages] == [0, 1]
-    assert calls == [2, 0, 1]
+    assert taken == [2, 0, 1]
+
+
+def test_iter_pages_equals_render_page_and_releases_the_lock(doc: Path) -> None:
+    pages = pdf.iter_pages(doc, [1, 0, 2, 1], longest_side=333)
+    for index, image in pages:
+        assert image.tobytes() == pdf.render_page(doc, index, longest_side=333).tobytes()
+        # the lock is free between pages: another thread can render while this iterator waits
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            assert pool.submit(pdf.render_page, doc, 0, longest_side=20).result(timeout=30).size[1] == 20
 
 
 def test_render_from_many_threads(doc: Path) -> None:
