@@ -1,4 +1,5 @@
-"""The `vlserve` command: serve, ask, doc, demo; keys and audit (cli_keys), the model commands (cli_models)."""
+"""The `vlserve` command: serve, ask, doc, demo; keys and audit (cli_keys), the model commands (cli_models), bench
+(cli_bench)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from vlserve.cli_bench import bench_command
 from vlserve.cli_keys import audit_command, keys_app
 from vlserve.cli_models import register as register_model_commands
 from vlserve.settings import Settings
@@ -471,6 +473,7 @@ def demo_eval(
 
 app.add_typer(keys_app, name="keys")
 app.command("audit")(audit_command)
+app.command("bench")(bench_command)
 register_model_commands(app)
 
 if __name__ == "__main__":
