@@ -7,6 +7,9 @@ Starts `vlserve serve` (the demo model unless --model; loopback, a free port) on
 cache and once with the Redis one (its own key prefix, deleted afterwards), sends one temperature-0 chat
 request to fill the cache, then the same request N times over one keep-alive connection (httpx), each
 checked to be a hit. Prints a Markdown table. Every loop is bounded in count; loopback only.
+It keeps its own loop rather than `vlserve bench`'s load: a hit is measured as identical requests sent one
+after another over one keep-alive connection and checked by the ``x-vlserve-cache`` header, where the load
+generator sends requests that differ (so no cache answers them) and reads no response headers.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ It starts `vlserve serve --model DIR` (transformers engine, warm-up on) and repo
 - **TTFT**: one streamed request with one image of ``--image-tokens`` visual tokens (a chart of 32 × 32 px
   per token, the server's pixel budget raised to take it whole), from sending to the first content chunk;
 - **peak RSS**: the server's ``VmHWM`` at the end, and its ``VmRSS`` when ready.
-Loopback only; every loop is bounded by its counts and a timeout.
+The load and the timing are `vlserve bench`'s (vlserve.benchmark: a closed loop per level, TTFT from the
+first content chunk). Loopback only; every loop is bounded by its counts and a timeout.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import argparse
 import asyncio
 import base64
 import io
-import json
 import math
 import sys
 import time
@@ -31,6 +31,11 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import vlserve  # noqa: E402
+
+from vlserve.benchmark.endpoint import http_client  # noqa: E402
+from vlserve.benchmark.load import Bounds, run_level  # noqa: E402
+from vlserve.benchmark.measure import RequestResult, stream_chat  # noqa: E402
+from vlserve.benchmark.stats import summarise  # noqa: E402
 
 PROMPT = "Describe what a bar chart of yearly revenue usually shows, in detail."
 
@@ -58,49 +63,38 @@ def chart_data_url(tokens: int) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-async def throughput(client: httpx.AsyncClient, concurrency: int, rounds: int, max_tokens: int) -> float:
-    body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens, "ignore_eos": True,
+def failed(results: list[RequestResult]) -> None:
+    """Stop at a failed request, as the numbers would be wrong without it."""
+    errors = sorted({r.error for r in results if not r.ok and r.error})
+    if errors:
+        raise RuntimeError(f"requests failed: {', '.join(errors)}")
+
+
+async def throughput(client: httpx.AsyncClient, url: str, concurrency: int, args: argparse.Namespace) -> float:
+    body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": args.max_tokens, "ignore_eos": True,
             "temperature": 0.7}  # fmt: skip
-    tokens = 0
-
-    async def client_loop() -> None:
-        nonlocal tokens
-        for _ in range(rounds):
-            response = await client.post("/v1/chat/completions", json=body, headers={"Cache-Control": "no-store"})
-            response.raise_for_status()
-            tokens += response.json()["usage"]["completion_tokens"]
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
-    return tokens / (time.perf_counter() - started)
+    bounds = Bounds(requests=concurrency * args.rounds, cap_s=args.timeout)
+    level = await run_level(client, url, lambda n: body, concurrency, bounds, timeout=args.timeout)
+    failed(level.results)
+    return summarise(concurrency, level.results, started=level.started).output_tokens_per_s
 
 
-async def ttft(client: httpx.AsyncClient, image_url: str) -> tuple[float, int]:
+async def ttft(client: httpx.AsyncClient, url: str, image_url: str, timeout: float) -> tuple[float, int]:
     content = [{"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": "values?"}]
     body = {"messages": [{"role": "user", "content": content}], "max_tokens": 4, "stream": True,
             "stream_options": {"include_usage": True}}  # fmt: skip
-    started = time.perf_counter()
-    first, prompt_tokens = None, 0
-    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if first is None and any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
-                first = time.perf_counter() - started
-            if chunk.get("usage"):
-                prompt_tokens = chunk["usage"]["prompt_tokens"]
-    return (first if first is not None else float("nan")), prompt_tokens
+    result = await stream_chat(client, url, body, timeout=timeout)
+    failed([result])
+    return (result.ttft if result.ttft is not None else float("nan")), result.prompt_tokens or 0
 
 
 async def measure(url: str, pid: int, args: argparse.Namespace) -> dict:
-    timeout = httpx.Timeout(args.timeout)
-    limits = httpx.Limits(max_connections=64)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits, trust_env=False) as client:
+    chat = f"{url}/v1/chat/completions"
+    async with http_client(timeout=args.timeout, trust_env=False) as client:
+        client.headers["Cache-Control"] = "no-store"
         ready_rss = proc_status_mib(pid, "VmRSS")
-        first, prompt_tokens = await ttft(client, chart_data_url(args.image_tokens))
-        rates = {c: await throughput(client, c, args.rounds, args.max_tokens) for c in args.concurrency}
+        first, prompt_tokens = await ttft(client, chat, chart_data_url(args.image_tokens), args.timeout)
+        rates = {c: await throughput(client, chat, c, args) for c in args.concurrency}
     return {"ready_rss": ready_rss, "ttft": first, "prompt_tokens": prompt_tokens, "rates": rates,
             "peak_rss": proc_status_mib(pid, "VmHWM")}  # fmt: skip
 

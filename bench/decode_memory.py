@@ -11,6 +11,7 @@ burst of ``control-side`` PNGs (the size the model sees a large image at anyway:
 costs) and the burst of ``side x side`` PNGs (about 35 KB each at 6000 x 6000, 144 MB each as RGB). The
 server's VmRSS is sampled every 50 ms: for a second before each burst (idle, the median), during it and for a
 second after. Prints a Markdown table: the answers (status, error code), idle, peak and peak above idle.
+A burst is a level of `vlserve bench`'s load (vlserve.benchmark) with as many clients as requests.
 Loopback only; every request has a timeout and every loop a bound.
 """
 
@@ -20,18 +21,20 @@ import argparse
 import asyncio
 import base64
 import io
-import json
 import statistics
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import api_headers, vlserve  # noqa: E402
+
+from vlserve.benchmark.endpoint import http_client  # noqa: E402
+from vlserve.benchmark.load import Bounds, run_level  # noqa: E402
+from vlserve.benchmark.measure import RequestResult  # noqa: E402
 
 SAMPLE_S = 0.05
 
@@ -76,22 +79,22 @@ async def sample(pid: int, seconds: float, into: list[float]) -> None:
         await asyncio.sleep(SAMPLE_S)
 
 
-async def one(client: httpx.AsyncClient, urls: list[str]) -> tuple[int, str | None]:
+def chat_body(urls: list[str]) -> dict:
     content = [{"type": "image_url", "image_url": {"url": url}} for url in urls]
     content.append({"type": "text", "text": "What is shown?"})
-    body = {"messages": [{"role": "user", "content": content}], "max_tokens": 1, "temperature": 0}
-    try:
-        response = await client.post("/v1/chat/completions", json=body)
-    except httpx.HTTPError as exc:
-        return -1, type(exc).__name__
-    if response.status_code == 200:
+    return {"messages": [{"role": "user", "content": content}], "max_tokens": 1, "temperature": 0}
+
+
+def outcome(result: RequestResult) -> tuple[int, str | None]:
+    """(status, the error envelope's code and any Retry-After); no answer: (-1, "timeout" or "connection")."""
+    if result.ok:
         return 200, None
-    try:
-        code = json.loads(response.content)["error"]["code"]
-    except (ValueError, KeyError, TypeError):
-        code = None
-    retry = response.headers.get("retry-after")
-    return response.status_code, f"{code} (Retry-After {retry})" if retry else code
+    if result.status is None or result.status == 200:
+        return -1, result.error
+    parts = (result.error or "").split(" ", 1)
+    code = parts[1] if len(parts) == 2 else None
+    retry = result.extra.get("retry_after")
+    return result.status, f"{code} (Retry-After {retry})" if retry else code
 
 
 async def burst(url: str, pid: int, bodies: list[list[str]], timeout: float) -> dict:
@@ -108,16 +111,16 @@ async def burst(url: str, pid: int, bodies: list[list[str]], timeout: float) -> 
             during.append(vm_rss_mib(pid))
             await asyncio.sleep(SAMPLE_S)
 
-    limits = httpx.Limits(max_connections=len(bodies) + 1)
-    async with httpx.AsyncClient(
-        base_url=url, timeout=timeout, limits=limits, headers=api_headers(), trust_env=False
-    ) as client:
+    requests = [chat_body(urls) for urls in bodies]
+    async with http_client(timeout=timeout, trust_env=False) as client:
+        client.headers.update(api_headers())
         watcher = asyncio.create_task(watch())
-        started = time.perf_counter()
-        outcomes = await asyncio.gather(*(one(client, urls) for urls in bodies))
-        elapsed = time.perf_counter() - started
+        chat, bounds = f"{url}/v1/chat/completions", Bounds(requests=len(requests), cap_s=timeout + 10)
+        level = await run_level(client, chat, requests.__getitem__, len(requests), bounds, timeout=timeout)
+        elapsed = time.perf_counter() - level.started
         sampling = False
         await watcher
+    outcomes = [outcome(r) for r in level.results] + [(-1, "cut")] * (len(requests) - len(level.results))
     after: list[float] = []
     await sample(pid, 1.0, after)
     base = statistics.median(idle)

@@ -6,7 +6,9 @@ Starts an upstream (`vlserve serve`, transformers engine, the demo model unless 
 (`vlserve serve --engine remote --upstream …`) on loopback, then for each workload (a text prompt,
 and a prompt with one 640x480 chart) and concurrency 1 and 8, sends the same greedy requests to the
 upstream directly and through the gateway, alternating rounds. Prints P50 / P95 latency, throughput
-and what the gateway adds, as a Markdown table. Every loop is bounded in count; loopback only.
+and what the gateway adds, as a Markdown table. Each round is one closed-loop level of `vlserve bench`'s
+load generator (vlserve.benchmark), its rounds interleaved like `vlserve bench --compare`, so the gateway's CPU
+time can be read around each of its rounds. Every loop is bounded in count; loopback only.
 """
 
 from __future__ import annotations
@@ -15,16 +17,17 @@ import argparse
 import asyncio
 import base64
 import io
-import statistics
 import sys
-import time
 from pathlib import Path
 
-import httpx
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import api_headers, vlserve  # noqa: E402
+
+from vlserve.benchmark.endpoint import http_client  # noqa: E402
+from vlserve.benchmark.load import Bounds, run_level  # noqa: E402
+from vlserve.benchmark.stats import percentile  # noqa: E402
 
 
 def chart_url(width: int = 640, height: int = 480) -> str:
@@ -47,25 +50,20 @@ def body(workload: str, i: int, max_tokens: int, image: str) -> dict:
 
 
 async def load(url: str, bodies: list[dict], concurrency: int) -> tuple[list[float], float]:
-    """(latencies in seconds, wall seconds) of ``bodies`` sent with at most ``concurrency`` in flight."""
-    latencies: list[float] = []
-    limit = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120, headers=api_headers()) as client:
-
-        async def one(payload: dict) -> None:
-            async with limit:
-                start = time.perf_counter()
-                response = await client.post("/v1/chat/completions", json=payload)
-                response.raise_for_status()
-                latencies.append(time.perf_counter() - start)
-
-        start = time.perf_counter()
-        await asyncio.gather(*(one(b) for b in bodies))
-        return latencies, time.perf_counter() - start
+    """(latencies in seconds, wall seconds) of ``bodies`` sent by ``concurrency`` clients in a closed loop."""
+    async with http_client(timeout=120, trust_env=False) as client:
+        client.headers.update(api_headers())
+        bounds = Bounds(requests=len(bodies))
+        level = await run_level(client, f"{url}/v1/chat/completions", bodies.__getitem__, concurrency, bounds)
+    failed = sorted({r.error or "?" for r in level.results if not r.ok})
+    if failed or len(level.results) < len(bodies):
+        raise RuntimeError(f"{url}: {len(level.results)} of {len(bodies)} answered; errors: {', '.join(failed)}")
+    wall = max(r.end for r in level.results) - level.started
+    return [r.e2e for r in level.results], wall
 
 
 def quantile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
+    return percentile(sorted(values), q * 100)
 
 
 def main() -> None:

@@ -7,7 +7,9 @@ End to end: two `vlserve serve` servers on loopback over one random demo checkpo
 VLSERVE_ACCESS_LOG=0 (same log settings). Each pair sends one request to each, in alternating order so that
 drift cancels; every request is uncached (its own prompt, temperature 0, `Cache-Control: no-store`) and
 decodes exactly --max-tokens tokens (`ignore_eos`). Prints mean and P50 latency, the paired difference with
-a 95 % interval, and each server's CPU time per request.
+a 95 % interval, and each server's CPU time per request. Each request is timed by `vlserve bench`'s
+measurement (vlserve.benchmark); the loop stays its own, because a paired difference needs one request to
+each server in turn, which a level of load against one server does not give.
 
 Micro: the middleware stack alone, in process (no sockets, no client, no engine): the request id, access log
 and metrics middlewares as app.py composes them, around an endpoint that notes a completion's model, tokens
@@ -30,10 +32,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import api_headers, vlserve  # noqa: E402
+
+from vlserve.benchmark.endpoint import http_client  # noqa: E402
+from vlserve.benchmark.measure import stream_chat  # noqa: E402
 
 NO_STORE = {"Cache-Control": "no-store"}
 LOGS = {"log_level": "info", "log_format": "json"}
@@ -53,22 +56,7 @@ def body(i: int, max_tokens: int) -> dict:
 def end_to_end(model: Path, pairs: int, max_tokens: int) -> None:
     with vlserve("--model", str(model), **LOGS) as on, vlserve("--model", str(model), **LOGS, **OFF) as off:
         servers = {"on": on, "off": off}
-        latencies: dict[str, list[float]] = {"on": [], "off": []}
-        cpu: dict[str, float] = {}
-        with httpx.Client(timeout=120, headers={**api_headers(), **NO_STORE}) as client:
-
-            def send(name: str, payload: dict) -> float:
-                start = time.perf_counter()
-                client.post(f"{servers[name].url}/v1/chat/completions", json=payload).raise_for_status()
-                return time.perf_counter() - start
-
-            for i in range(8):  # warm both: first requests compile kernels and fill allocator pools
-                send("on", body(-1 - i, max_tokens)), send("off", body(-1 - i, max_tokens))
-            cpu = {name: server.cpu_seconds() for name, server in servers.items()}
-            for i in range(pairs):
-                for name in ("on", "off") if i % 2 == 0 else ("off", "on"):
-                    latencies[name].append(send(name, body(i, max_tokens)))
-            cpu = {name: (server.cpu_seconds() - cpu[name]) * 1000 / pairs for name, server in servers.items()}
+        latencies, cpu = asyncio.run(paired(servers, pairs, max_tokens))
     diffs = [a - b for a, b in zip(latencies["on"], latencies["off"], strict=True)]
     mean_off = statistics.fmean(latencies["off"])
     half = 1.96 * statistics.stdev(diffs) / len(diffs) ** 0.5
@@ -84,6 +72,29 @@ def end_to_end(model: Path, pairs: int, max_tokens: int) -> None:
         f"({mean_diff / mean_off * 100:+.2f} %, 95 % interval {(mean_diff - half) / mean_off * 100:+.2f} % .. "
         f"{(mean_diff + half) / mean_off * 100:+.2f} %), median {statistics.median(diffs) * 1000:+.3f} ms\n"
     )
+
+
+async def paired(servers: dict, pairs: int, max_tokens: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Seconds per request to each server, ``pairs`` pairs in alternating order; each server's CPU ms per request."""
+    latencies: dict[str, list[float]] = {"on": [], "off": []}
+    async with http_client(timeout=120, trust_env=False) as client:
+        client.headers.update({**api_headers(), **NO_STORE})
+
+        async def send(name: str, payload: dict) -> float:
+            result = await stream_chat(client, f"{servers[name].url}/v1/chat/completions", payload, timeout=120)
+            if not result.ok:
+                raise RuntimeError(f"the {name} server answered {result.error}")
+            return result.e2e
+
+        for i in range(8):  # warm both: first requests compile kernels and fill allocator pools
+            for name in servers:
+                await send(name, body(-1 - i, max_tokens))
+        cpu = {name: server.cpu_seconds() for name, server in servers.items()}
+        for i in range(pairs):
+            for name in ("on", "off") if i % 2 == 0 else ("off", "on"):
+                latencies[name].append(await send(name, body(i, max_tokens)))
+        cpu = {name: (server.cpu_seconds() - cpu[name]) * 1000 / pairs for name, server in servers.items()}
+    return latencies, cpu
 
 
 def _stack(metrics: bool, access_log: bool) -> Any:

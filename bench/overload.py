@@ -18,6 +18,9 @@ answered (no waiting out 429s), for ``--duration`` seconds, at most ``--max-requ
 server's log (``--server-log``, the text or JSON access lines at level info), it also prints the latency
 of each kind of answer as the server itself measured it (from the request's arrival in the app to its
 last byte), which is what a 429 costs the server, apart from the client's own queueing on a shared machine.
+
+The loops and the timing are `vlserve bench`'s (vlserve.benchmark): paced arrivals for the overload, closed
+loops for the calibration and the burst, answers sorted by its error keys (status and code).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import io
 import ipaddress
 import json
@@ -34,13 +38,19 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from PIL import Image, ImageDraw
 
+from vlserve.benchmark.endpoint import http_client
+from vlserve.benchmark.load import Bounds, closed_loop, paced
+from vlserve.benchmark.measure import RequestResult, stream_chat
 
+CHAT = "/v1/chat/completions"
+
+
+@functools.cache
 def chart_url(seed: int) -> str:
     image = Image.new("RGB", (160, 120), "white")
     draw = ImageDraw.Draw(image)
@@ -52,13 +62,21 @@ def chart_url(seed: int) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-@dataclass
-class Outcome:
-    status: int  # HTTP status; 200 with an error event inside a stream counts as 0
-    seconds: float
-    stream: bool
-    retry_after: str | None = None
-    code: str | None = None
+def kind(result: RequestResult) -> str:
+    """The row an answer falls in: completed, refused (429, 503), an error inside a 200 stream, no answer."""
+    if result.ok:
+        return "200 completed"
+    if result.error in ("timeout", "connection"):
+        return "connection error"
+    if result.status == 200:
+        return "200 with an error inside"
+    return str(result.status)
+
+
+def code(result: RequestResult) -> str | None:
+    """The error envelope's code of a refusal (``"429 rate_limit_exceeded"`` → ``rate_limit_exceeded``)."""
+    parts = (result.error or "").split(" ", 1)
+    return parts[1] if len(parts) == 2 and parts[0].isdigit() else None
 
 
 def body(seed: int, max_tokens: int, stream: bool) -> dict:
@@ -69,44 +87,28 @@ def body(seed: int, max_tokens: int, stream: bool) -> dict:
     }  # fmt: skip
 
 
-async def one(client: httpx.AsyncClient, seed: int, max_tokens: int, stream: bool) -> Outcome:
-    started = time.perf_counter()
-    try:
-        async with client.stream("POST", "/v1/chat/completions", json=body(seed, max_tokens, stream)) as response:
-            raw = await response.aread()
-    except httpx.HTTPError:
-        return Outcome(-1, time.perf_counter() - started, stream)
-    seconds = time.perf_counter() - started
-    status, code = response.status_code, None
-    if status != 200:
-        try:
-            code = json.loads(raw)["error"]["code"]
-        except (ValueError, KeyError, TypeError):
-            code = None
-    elif stream and (b'"error"' in raw or not raw.rstrip().endswith(b"data: [DONE]")):
-        status = 0  # an error inside a stream that answered 200
-    return Outcome(status, seconds, stream, response.headers.get("retry-after"), code)
+async def one(client: httpx.AsyncClient, seed: int, args: argparse.Namespace, stream: bool) -> RequestResult:
+    result = await stream_chat(client, CHAT, body(seed, args.max_tokens, stream), timeout=args.timeout)
+    result.extra["stream"] = stream
+    return result
 
 
-async def calibrate(client: httpx.AsyncClient, concurrency: int, seconds: float, max_tokens: int) -> float:
-    """Completed requests per second with ``concurrency`` clients in a closed loop (waiting out 429s)."""
-    deadline = time.perf_counter() + seconds
-    done = 0
+def streaming(n: int, share: float) -> bool:
+    return (n * share) % 1 + share >= 1  # spreads streams evenly
 
-    async def worker(k: int) -> None:
-        nonlocal done
-        for i in range(10_000):  # bounded; the deadline ends it first
-            if time.perf_counter() >= deadline:
-                return
-            outcome = await one(client, k * 10_000 + i, max_tokens, stream=False)
-            if outcome.status == 200:
-                done += 1
-            elif outcome.retry_after is not None:  # a well-behaved client waits as told
-                await asyncio.sleep(float(outcome.retry_after))
 
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(k) for k in range(concurrency)))
-    return done / (time.perf_counter() - started)
+async def calibrate(client: httpx.AsyncClient, args: argparse.Namespace) -> float:
+    """Completed requests per second with ``--concurrency`` clients in a closed loop (waiting out 429s)."""
+
+    async def send(n: int) -> RequestResult:
+        result = await one(client, n, args, stream=False)
+        if (retry_after := result.extra.get("retry_after")) is not None:  # a well-behaved client waits as told
+            await asyncio.sleep(float(retry_after))
+        return result
+
+    bounds = Bounds(requests=args.concurrency * 10_000, duration=args.calibrate, cap_s=args.calibrate + args.timeout)
+    level = await closed_loop(send, args.concurrency, bounds, lambda _: None)
+    return sum(r.ok for r in level.results) / (time.perf_counter() - level.started)
 
 
 def vm_rss_mib(pid: int | None) -> float | None:
@@ -144,37 +146,27 @@ async def sampled_rss(pid: int | None) -> AsyncIterator[list[float]]:
 
 
 async def overload(
-    client: httpx.AsyncClient, rate: float, seconds: float, limit: int, max_tokens: int, stream_share: float
-) -> tuple[list[Outcome], float]:
-    gap = 1 / rate
-    count = min(limit, int(rate * seconds))
-    tasks = []
-    started = time.perf_counter()
-    for i in range(count):
-        await asyncio.sleep(max(0.0, started + i * gap - time.perf_counter()))
-        streaming = (i * stream_share) % 1 + stream_share >= 1  # spreads streams evenly
-        tasks.append(asyncio.create_task(one(client, i, max_tokens, streaming)))
-    outcomes = await asyncio.gather(*tasks)
-    return list(outcomes), time.perf_counter() - started
+    client: httpx.AsyncClient, rate: float, args: argparse.Namespace
+) -> tuple[list[RequestResult], float]:
+    """Requests at ``rate`` per second, evenly spaced, for ``--duration`` seconds, at most ``--max-requests``."""
+
+    async def send(n: int) -> RequestResult:
+        return await one(client, n, args, streaming(n, args.stream_share))
+
+    bounds = Bounds(requests=args.max_requests, duration=args.duration, cap_s=args.duration + args.timeout + 10)
+    level = await paced(send, rate, bounds, lambda _: None)
+    return level.results, time.perf_counter() - level.started
 
 
-async def burst(
-    client: httpx.AsyncClient, clients: int, seconds: float, limit: int, max_tokens: int, stream_share: float
-) -> tuple[list[Outcome], float]:
-    """``clients`` closed loops at once, none waiting between requests, until ``seconds`` or ``limit`` requests."""
-    outcomes: list[Outcome] = []
-    started = time.perf_counter()
-    deadline = started + seconds
+async def burst(client: httpx.AsyncClient, args: argparse.Namespace) -> tuple[list[RequestResult], float]:
+    """``--clients`` closed loops at once, none waiting between requests, until ``--duration`` or ``--max-requests``."""
 
-    async def loop(k: int) -> None:
-        for i in range(limit):  # bounded; the deadline or the shared limit ends it first
-            if time.perf_counter() >= deadline or len(outcomes) >= limit:
-                return
-            streaming = (k * stream_share) % 1 + stream_share >= 1
-            outcomes.append(await one(client, k * limit + i, max_tokens, streaming))
+    async def send(n: int) -> RequestResult:
+        return await one(client, n, args, streaming(n, args.stream_share))
 
-    await asyncio.gather(*(loop(k) for k in range(clients)))
-    return outcomes, time.perf_counter() - started
+    bounds = Bounds(requests=args.max_requests, duration=args.duration, cap_s=args.duration + args.timeout + 10)
+    level = await closed_loop(send, args.clients, bounds, lambda _: None)
+    return level.results, time.perf_counter() - level.started
 
 
 _TEXT_ACCESS = re.compile(r" vlserve\.access .*?(GET|POST|HEAD|PUT|DELETE|PATCH) (\S+) (\d{3}) ([\d.]+) ms")
@@ -219,60 +211,52 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}" if seconds < 0.01 else f"{seconds * 1000:.0f}"
 
 
-def report(outcomes: list[Outcome], elapsed: float, rate: float, multiple: float, rss: list[float]) -> None:
-    kinds: dict[str, list[Outcome]] = defaultdict(list)
+def report(outcomes: list[RequestResult], elapsed: float, rate: float, multiple: float, rss: list[float]) -> None:
+    kinds: dict[str, list[RequestResult]] = defaultdict(list)
     for o in outcomes:
-        name = {200: "200 completed", 429: "429", 503: "503", 0: "200 with an error inside", -1: "connection error"}
-        kinds[name.get(o.status, str(o.status))].append(o)
+        kinds[kind(o)].append(o)
     if multiple:
         print(f"sustainable rate (calibrated): {rate:.2f} req/s; offered: {rate * multiple:.2f} req/s ({multiple:g}x)")
     print(f"sent {len(outcomes)} requests in {elapsed:.1f} s\n")
     print("| answer | count | streaming | latency ms p50 / p95 / p99 / max |")
     print("|---|---|---|---|")
     for name, group in sorted(kinds.items()):
-        streams = sum(o.stream for o in group)
-        print(f"| {name} | {len(group)} | {streams} | {percentiles([o.seconds for o in group])} |")
+        streams = sum(bool(o.extra.get("stream")) for o in group)
+        print(f"| {name} | {len(group)} | {streams} | {percentiles([o.e2e for o in group])} |")
     completed = len(kinds["200 completed"])
     calibrated = f" ({rate:.2f} calibrated)" if multiple else ""
     print(f"\nthroughput under overload: {completed / elapsed:.2f} completed req/s{calibrated}")
     refused = kinds["429"] + kinds["503"]
     if refused:
-        missing = sum(1 for o in refused if not o.retry_after)
-        codes = sorted({str(o.code) for o in refused})
+        missing = sum(1 for o in refused if not o.extra.get("retry_after"))
+        codes = sorted({str(code(o)) for o in refused})
         print(f"refusals without Retry-After: {missing}; codes: {', '.join(codes)}")
     if rss:
         print(f"server VmRSS: before {rss[0]:.0f} MiB, peak {max(rss):.0f} MiB, after {rss[-1]:.0f} MiB")
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    connections = max(args.max_requests + args.concurrency, args.clients)
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=max(64, args.clients))
-    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else None
-    async with httpx.AsyncClient(
-        base_url=args.url, timeout=args.timeout, limits=limits, trust_env=False, headers=headers
-    ) as client:
+    async with http_client(args.api_key, timeout=args.timeout, trust_env=False) as client:
+        client.base_url = httpx.URL(args.url)
         if args.clients:
             await run_burst(client, args)
             return
-        rate = args.rate or await calibrate(client, args.concurrency, args.calibrate, args.max_tokens)
+        rate = args.rate or await calibrate(client, args)
         if rate <= 0:
             sys.exit("no request completed while calibrating; is the server ready?")
         async with sampled_rss(args.pid) as rss:
-            outcomes, elapsed = await overload(
-                client, rate * args.multiple, args.duration, args.max_requests, args.max_tokens, args.stream_share
-            )
+            outcomes, elapsed = await overload(client, rate * args.multiple, args)
             await asyncio.sleep(2)  # memory after the burst
         report(outcomes, elapsed, rate, args.multiple, rss)
-        after = await one(client, 0, args.max_tokens, stream=False)
-        print(f"a request after the burst: HTTP {after.status} in {after.seconds * 1000:.0f} ms")
+        after = await one(client, 0, args, stream=False)
+        answer = after.status if after.status is not None else after.error
+        print(f"a request after the burst: HTTP {answer} in {after.e2e * 1000:.0f} ms")
 
 
 async def run_burst(client: httpx.AsyncClient, args: argparse.Namespace) -> None:
     log_start = Path(args.server_log).stat().st_size if args.server_log else 0
     async with sampled_rss(args.pid) as rss:
-        outcomes, elapsed = await burst(
-            client, args.clients, args.duration, args.max_requests, args.max_tokens, args.stream_share
-        )
+        outcomes, elapsed = await burst(client, args)
     print(f"{args.clients} clients at once for {elapsed:.1f} s\n")
     report(outcomes, elapsed, 0.0, 0.0, rss)
     if args.server_log:

@@ -9,26 +9,29 @@ pixel budget: by default JPEG for a JPEG and PNG otherwise; both forced formats 
 latency for a one-token answer (so decoding, preprocessing and prefill dominate) when it gets the
 original and when it gets what the gateway sends; and the latency end to end through the gateway.
 The upstream is `vlserve serve` on the demo model (transformers' PIL image processor on CPU), started
-with the gateway on loopback.
+with the gateway on loopback. Each latency is a level of `vlserve bench`'s load (vlserve.benchmark) at one
+client, after one unmeasured request.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import io
 import random
 import statistics
 import sys
-import time
 from pathlib import Path
 
-import httpx
 from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import api_headers, vlserve  # noqa: E402
 
+from vlserve.benchmark.endpoint import http_client  # noqa: E402
+from vlserve.benchmark.load import Bounds, run_level  # noqa: E402
+from vlserve.benchmark.measure import RequestResult, stream_chat  # noqa: E402
 from vlserve.engine.base import MediaItem  # noqa: E402
 from vlserve.engine.remote.media import inline_image  # noqa: E402
 from vlserve.media.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ImageBudget  # noqa: E402
@@ -84,19 +87,27 @@ def data_url(data: bytes, fmt: str) -> str:
 
 
 def latency_ms(url: str, image_url: str, repeats: int) -> tuple[float, float]:
+    """Median and max milliseconds of ``repeats`` one-token requests sent one at a time, after a warm-up."""
     body = {
         "messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": "What is this?"}]}],
         "max_tokens": 1,
         "temperature": 0,
     }  # fmt: skip
-    times = []
-    with httpx.Client(base_url=url, timeout=300, headers=api_headers()) as client:
-        client.post("/v1/chat/completions", json=body).raise_for_status()  # warm
-        for _ in range(repeats):
-            start = time.perf_counter()
-            client.post("/v1/chat/completions", json=body).raise_for_status()
-            times.append((time.perf_counter() - start) * 1000)
+
+    async def run() -> list[RequestResult]:
+        chat = f"{url}/v1/chat/completions"
+        async with http_client(timeout=300, trust_env=False) as client:
+            client.headers.update(api_headers())
+            warm = await stream_chat(client, chat, body, timeout=300)
+            level = await run_level(client, chat, lambda n: body, 1, Bounds(requests=repeats), timeout=300)
+        return [warm, *level.results]
+
+    warm, *results = asyncio.run(run())
+    failed = [r.error for r in (warm, *results) if not r.ok]
+    if failed or len(results) < repeats:
+        raise RuntimeError(f"{url}: {len(results)} of {repeats} answered; errors: {failed}")
+    times = [r.e2e * 1000 for r in results]
     return statistics.median(times), max(times)
 
 

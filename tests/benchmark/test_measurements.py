@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from tests.benchmark.timed_server import Timing, serve_timed
-from vlserve.benchmark.endpoint import BenchError
+from vlserve.benchmark.endpoint import BenchError, http_client
+from vlserve.benchmark.load import Bounds, LevelRun, run_level
 from vlserve.benchmark.report import LiveTable
 from vlserve.benchmark.runner import BenchConfig, BenchRun, run_bench
 
@@ -106,3 +107,37 @@ def test_a_model_the_server_does_not_list_is_refused_before_any_load() -> None:
     with serve_timed(timing) as url, pytest.raises(BenchError, match="does not serve 'nope'; it serves: timed-model"):
         bench(BenchConfig(url=url, model="nope", levels=(1,), requests=1))
     assert timing.bodies == []
+
+
+def script_level(url: str, body: dict, load: float, requests: int, mode: str) -> LevelRun:
+    """What a bench/ script runs: one level of its own request bodies."""
+
+    async def go() -> LevelRun:
+        async with http_client() as client:
+            chat = url + "/v1/chat/completions"
+            return await run_level(client, chat, lambda n: body, load, Bounds(requests), mode=mode)
+
+    return asyncio.run(go())
+
+
+def test_a_script_level_sends_its_own_bodies_streamed_or_not_and_keeps_retry_after() -> None:
+    timing = Timing(first=0.05, gap=0.01, tokens=4, fail=429, fail_every=3)
+    with serve_timed(timing) as url:
+        whole = script_level(url, {"messages": [], "max_tokens": 4}, 2, 6, "concurrency").results
+        streamed = script_level(url, {"messages": [], "stream": True}, 2, 3, "concurrency").results
+    assert len(whole) == 6 and all("stream" not in b for b in timing.bodies[:6])
+    refused = [r for r in whole + streamed if not r.ok]
+    assert len(refused) == 3 and {r.error for r in refused} == {"429 rate_limit_exceeded"}
+    assert all(r.status == 429 and r.extra["retry_after"] == "1" for r in refused)
+    answered = [r for r in whole if r.ok]
+    assert all(r.output_tokens == 4 and r.ttft is None and r.e2e >= 0.08 for r in answered)
+    assert all(r.output_tokens == 4 and r.ttft is not None for r in streamed if r.ok)
+
+
+def test_paced_arrivals_are_evenly_spaced_the_first_at_once() -> None:
+    timing = Timing(first=0.01, gap=0.005, tokens=2)
+    with serve_timed(timing) as url:
+        run = script_level(url, {"messages": [], "stream": True}, 10.0, 4, "paced")
+    starts = sorted(r.start - run.started for r in run.results)
+    assert len(starts) == 4 and starts[0] < 0.05
+    assert all(0.07 < b - a < 0.2 for a, b in zip(starts, starts[1:], strict=False))

@@ -1,9 +1,11 @@
 """A stand-in OpenAI-compatible streaming server whose timing the test sets, on a free loopback port.
 
-``/v1/chat/completions`` (streamed only) waits ``first`` seconds, then sends ``tokens`` content chunks
+``/v1/chat/completions`` waits ``first`` seconds, then sends ``tokens`` content chunks
 ``gap`` seconds apart (one token each), a finish chunk, a usage chunk (``prompt_tokens`` 100, with
-``prompt_tokens_details.image_tokens`` 64 when ``image_tokens`` is set) and ``[DONE]``. ``fail`` makes every
-``fail_every``-th request answer that status with an OpenAI error envelope instead (code ``fail_code``).
+``prompt_tokens_details.image_tokens`` 64 when ``image_tokens`` is set) and ``[DONE]``; a request without
+``"stream": true`` gets the same usage in one completion after the same time. ``fail`` makes every
+``fail_every``-th request answer that status with an OpenAI error envelope instead (code ``fail_code``,
+``Retry-After: 1``).
 ``key`` turns on bearer auth. ``models`` lists the ids of ``/v1/models``; ``not_openai`` answers an HTML page
 there instead.
 """
@@ -64,6 +66,14 @@ async def _stream(timing: Timing) -> AsyncIterator[str]:
     yield "data: [DONE]\n\n"
 
 
+async def _whole(timing: Timing) -> dict[str, Any]:
+    await asyncio.sleep(timing.first + max(0, timing.tokens - 1) * timing.gap)
+    message = {"role": "assistant", "content": "".join(f" w{n}" for n in range(timing.tokens))}
+    usage = {"prompt_tokens": 100, "completion_tokens": timing.tokens, "total_tokens": 100 + timing.tokens}
+    choice = {"index": 0, "message": message, "finish_reason": "length"}
+    return {"id": "chatcmpl-t", "object": "chat.completion", "choices": [choice], "usage": usage}
+
+
 def _app(timing: Timing) -> Starlette:
     def authorised(request: Request) -> bool:
         return timing.key is None or request.headers.get("authorization") == f"Bearer {timing.key}"
@@ -86,7 +96,9 @@ def _app(timing: Timing) -> Starlette:
         n = next(timing.counter)
         if timing.fail is not None and n % timing.fail_every == 0:
             error = {"message": "no", "type": "server_error", "code": timing.fail_code}
-            return JSONResponse({"error": error}, status_code=timing.fail)
+            return JSONResponse({"error": error}, status_code=timing.fail, headers={"Retry-After": "1"})
+        if not timing.bodies[-1].get("stream"):
+            return JSONResponse(await _whole(timing))
         return StreamingResponse(_stream(timing), media_type="text/event-stream")
 
     return Starlette(routes=[Route("/v1/models", models), Route("/v1/chat/completions", chat, methods=["POST"])])

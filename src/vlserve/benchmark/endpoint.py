@@ -49,6 +49,13 @@ def headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
+def http_client(api_key: str | None = None, *, timeout: float = 120.0, trust_env: bool = True) -> httpx.AsyncClient:
+    """The client a run sends with: no connection limit (a level's load is the limit), ``timeout`` per request."""
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    timeouts = httpx.Timeout(timeout, connect=min(10.0, timeout))
+    return httpx.AsyncClient(headers=headers(api_key), limits=limits, timeout=timeouts, trust_env=trust_env)
+
+
 async def check(client: httpx.AsyncClient, url: str, label: str, wanted: str | None, *, strict: bool) -> Endpoint:
     """GET /v1/models at ``url`` and pick the model: ``wanted`` (or its last path part, when ``wanted`` is a
     checkpoint directory) if listed, else the first id listed; ``strict``: a ``wanted`` name not listed is an

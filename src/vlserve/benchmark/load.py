@@ -1,22 +1,27 @@
 """The load of one level: a closed loop at a fixed concurrency, or Poisson arrivals at a fixed rate.
 
 Closed loop: ``concurrency`` clients each send their next request as soon as their last one ends. Poisson:
-requests start at exponentially distributed intervals of mean 1/rate (seeded), however many are still running.
-Either stops starting requests after ``requests`` of them or ``duration`` seconds, whichever comes first, and
-waits for those started; a hard cap (``cap_s``) ends a level that overruns, cancelling what is still running
-(those requests are not counted, and the level is marked capped).
+requests start at exponentially distributed intervals of mean 1/rate (seeded), however many are still running;
+paced (bench/overload.py): the same at even intervals, the first at once. Each stops starting requests after
+``requests`` of them or ``duration`` seconds, whichever comes first, and waits for those started; a hard cap
+(``cap_s``) ends a level that overruns, cancelling what is still running (those requests are not counted, and
+the level is marked capped).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, Literal
 
-from vlserve.benchmark.measure import RequestResult
+import httpx
+
+from vlserve.benchmark.measure import RequestResult, stream_chat
 
 MAX_REQUESTS_PER_LEVEL = 100_000
 LEVEL_CAP_S = 600.0
@@ -67,8 +72,17 @@ async def closed_loop(send: Send, concurrency: int, bounds: Bounds, on_result: O
 
 
 async def poisson(send: Send, rate: float, bounds: Bounds, on_result: OnResult, *, seed: int = 0) -> LevelRun:
-    results: list[RequestResult] = []
     rng = random.Random(seed)
+    return await _open_loop(send, (rng.expovariate(rate) for _ in itertools.count()), bounds, on_result)
+
+
+async def paced(send: Send, rate: float, bounds: Bounds, on_result: OnResult) -> LevelRun:
+    return await _open_loop(send, itertools.chain([0.0], itertools.repeat(1 / rate)), bounds, on_result)
+
+
+async def _open_loop(send: Send, gaps: Iterator[float], bounds: Bounds, on_result: OnResult) -> LevelRun:
+    """Start each request the next of ``gaps`` (seconds) after the one before, however many are still running."""
+    results: list[RequestResult] = []
     started = time.perf_counter()
     tasks: list[asyncio.Task[None]] = []
 
@@ -79,8 +93,8 @@ async def poisson(send: Send, rate: float, bounds: Bounds, on_result: OnResult, 
 
     async def arrivals() -> None:
         due = started
-        for n in range(bounds.most):
-            due += rng.expovariate(rate)
+        for n, gap in zip(range(bounds.most), gaps, strict=False):
+            due += gap
             if bounds.duration is not None and due - started >= bounds.duration:
                 return
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
@@ -93,6 +107,32 @@ async def poisson(send: Send, rate: float, bounds: Bounds, on_result: OnResult, 
     if not in_time:
         await _cancel(tasks)
     return LevelRun(results, capped, started)
+
+
+async def run_level(
+    client: httpx.AsyncClient,
+    url: str,
+    body: Callable[[int], dict[str, Any]],
+    level: float,
+    bounds: Bounds,
+    *,
+    mode: Literal["concurrency", "rate", "paced"] = "concurrency",
+    timeout: float = 120.0,
+    seed: int = 0,
+    on_result: OnResult | None = None,
+) -> LevelRun:
+    """One level against ``url`` (…/v1/chat/completions): request ``n`` sends ``body(n)`` as it is (streamed or
+    not, see :func:`stream_chat`); ``level`` is the concurrency, or the rate for ``rate`` (Poisson) and ``paced``."""
+
+    async def send(n: int) -> RequestResult:
+        return await stream_chat(client, url, body(n), timeout=timeout)
+
+    noted = on_result or (lambda _: None)
+    if mode == "rate":
+        return await poisson(send, level, bounds, noted, seed=seed)
+    if mode == "paced":
+        return await paced(send, level, bounds, noted)
+    return await closed_loop(send, int(level), bounds, noted)
 
 
 async def _wait(tasks: list[asyncio.Task[None]], timeout: float) -> bool:

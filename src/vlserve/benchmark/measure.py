@@ -11,7 +11,11 @@ Definitions (guidellm's, so that the two agree on the same load):
   (``stream_options.include_usage``); image tokens from ``usage.prompt_tokens_details.image_tokens`` when the
   server reports them. Without usage, the text chunks are counted instead (``usage_reported`` is then false).
 - **Errors**: keyed ``"STATUS CODE"`` from the OpenAI error envelope (``"429 rate_limit_exceeded"``), or
-  ``"timeout"`` / ``"connection"`` / ``"stream error CODE"`` (an error event after the 200).
+  ``"timeout"`` / ``"connection"`` / ``"stream error CODE"`` (an error event after the 200); a refusal's
+  ``Retry-After`` header is kept in ``extra["retry_after"]``.
+
+A body without ``"stream": true`` (the bench/ scripts send some) is answered whole: its end-to-end latency and
+usage are taken, and it has no TTFT or ITL. `vlserve bench` always streams.
 """
 
 from __future__ import annotations
@@ -113,19 +117,39 @@ def _event(result: RequestResult, data: str, now: float) -> bool:
     return False
 
 
+def _whole(result: RequestResult, raw: bytes) -> None:
+    """Take a non-streamed completion: its usage (without one, each choice counts as one chunk)."""
+    try:
+        completion = json.loads(raw)
+    except ValueError:
+        result.error = "bad response"
+        return
+    if not isinstance(completion, dict):
+        result.error = "bad response"
+        return
+    result.chunks = len(completion.get("choices") or [])
+    if isinstance(completion.get("usage"), dict):
+        _take_usage(result, completion["usage"])
+
+
 async def stream_chat(client: httpx.AsyncClient, url: str, body: dict[str, Any], *, timeout: float) -> RequestResult:
-    """POST ``body`` to ``url`` (…/v1/chat/completions) and time its stream, ``timeout`` seconds at most in all;
-    never raises for a failed request."""
+    """POST ``body`` to ``url`` (…/v1/chat/completions) and time its stream (or its whole answer, when ``body``
+    does not stream), ``timeout`` seconds at most in all; never raises for a failed request."""
     result = RequestResult(start=time.perf_counter())
     try:
         async with asyncio.timeout(timeout), client.stream("POST", url, json=body) as response:
             result.status = response.status_code
             if response.status_code != 200:
+                if (retry_after := response.headers.get("retry-after")) is not None:
+                    result.extra["retry_after"] = retry_after
                 result.error = error_key(response.status_code, await response.aread())
                 return result
-            async for line in response.aiter_lines():
-                if line.startswith("data:") and _event(result, line[5:].strip(), time.perf_counter()):
-                    break
+            if not body.get("stream"):
+                _whole(result, await response.aread())
+            else:
+                async for line in response.aiter_lines():
+                    if line.startswith("data:") and _event(result, line[5:].strip(), time.perf_counter()):
+                        break
     except (httpx.TimeoutException, TimeoutError):
         result.error = "timeout"
     except httpx.HTTPError:  # refused, reset, a stream cut short

@@ -15,9 +15,9 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from vlserve.benchmark.endpoint import Endpoint, check, headers
-from vlserve.benchmark.load import LEVEL_CAP_S, Bounds, LevelRun, closed_loop, poisson
-from vlserve.benchmark.measure import RequestResult, stream_chat
+from vlserve.benchmark.endpoint import Endpoint, check, http_client
+from vlserve.benchmark.load import LEVEL_CAP_S, Bounds, LevelRun, run_level
+from vlserve.benchmark.measure import RequestResult
 from vlserve.benchmark.stats import LevelStats, summarise
 from vlserve.benchmark.workloads import POOL_SIZE, Prompt, build_pool
 
@@ -100,9 +100,7 @@ def pool_size(config: BenchConfig) -> int:
 
 
 async def run_bench(config: BenchConfig, observer: Observer, *, on_status: Callable[[str], None]) -> BenchRun:
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    timeout = httpx.Timeout(config.timeout, connect=min(10.0, config.timeout))
-    async with httpx.AsyncClient(headers=headers(config.api_key), limits=limits, timeout=timeout) as client:
+    async with http_client(config.api_key, timeout=config.timeout) as client:
         on_status("checking the endpoint")
         strict = config.baseline is None
         endpoints = [await check(client, config.url, "A", config.model, strict=strict)]
@@ -143,18 +141,23 @@ async def _level(
     bounds = config.bounds(level)
     observer.level_started(endpoint.label, level, bounds.requests)
 
-    async def send(n: int) -> RequestResult:
-        prompt = pool[(offset + n) % len(pool)]
-        return await stream_chat(
-            client, endpoint.chat_url, config.body(endpoint, prompt, offset + n), timeout=config.timeout
-        )
+    def body(n: int) -> dict[str, Any]:
+        return config.body(endpoint, pool[(offset + n) % len(pool)], offset + n)
 
     def on_result(result: RequestResult) -> None:
         observer.result(endpoint.label, level, result)
 
-    if config.mode == "rate":
-        return await poisson(send, level, bounds, on_result, seed=config.seed)
-    return await closed_loop(send, int(level), bounds, on_result)
+    return await run_level(
+        client,
+        endpoint.chat_url,
+        body,
+        level,
+        bounds,
+        mode=config.mode,
+        timeout=config.timeout,
+        seed=config.seed,
+        on_result=on_result,
+    )
 
 
 async def _naive(
