@@ -62,12 +62,18 @@ image-tools:
 image-test: setup image-tools
 	$(BIN)/pytest -q -m image tests/deploy/test_image_build.py
 
-# The suite, then the CPU image built and run for real (tests/deploy/test_image_build.py, minutes the first time).
+# The suite and, side by side with it, the CPU image built and run for real (tests/deploy/test_image_build.py:
+# minutes the first time, most of them debootstrap and pip waiting on the network); its log follows the suite's.
 test: setup services image-tools
 	$(BIN)/ruff check src tests bench deploy
 	$(BIN)/ruff format --check src tests bench deploy
-	$(BIN)/pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
-	$(BIN)/pytest -q -m image tests/deploy/test_image_build.py
+	@mkdir -p build; log=build/image-test.log; \
+	$(BIN)/pytest -q -p no:cacheprovider -m image tests/deploy/test_image_build.py >$$log 2>&1 & image=$$!; \
+	trap 'kill $$image 2>/dev/null' INT TERM; \
+	$(BIN)/pytest -q --durations=15; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; \
+	wait $$image; irc=$$?; echo "--- the CPU image, built and run beside the suite (tests/deploy/test_image_build.py):"; \
+	if [ $$irc -eq 0 ]; then tail -n 3 $$log; else cat $$log; fi; \
+	if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$irc
 
 lint: setup
 	$(BIN)/ruff check src tests bench deploy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -168,10 +169,14 @@ def _finish(bench: BenchRun, out: Path) -> None:
     try:
         json_path, png_path = output_paths(out, bench.started)
         write_json(bench, json_path)
-        write_plot(bench, png_path)
+        plotted = importlib.util.find_spec("matplotlib") is not None
+        if plotted:
+            write_plot(bench, png_path)
     except OSError as exc:
         raise fail(f"cannot write the results to {out}: {exc.strerror or exc}", 1) from None
-    console.print(f"results: {json_path}\nplot:    {png_path}", highlight=False, soft_wrap=True)
+    console.print(f"results: {json_path}", highlight=False, soft_wrap=True)
+    plot = png_path if plotted else "not drawn: matplotlib is not installed (pip install 'vlserve[bench]')"
+    console.print(f"plot:    {plot}", highlight=False, soft_wrap=True)
 
 
 def _tokens_line(run: EndpointRun) -> str:

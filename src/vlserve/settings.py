@@ -75,7 +75,9 @@ class Settings(BaseSettings):
     )
 
     # --- scheduling --------------------------------------------------------------------------
-    max_batch_size: int = Field(default=4, ge=1, le=256, description="Requests decoded together per step.")
+    max_batch_size: int = Field(
+        default=8, ge=1, le=256, description="Requests decoded together per step (continuous batching)."
+    )
     max_queue_size: int = Field(default=64, ge=1, description="Waiting requests before 429 Retry-After.")
     batch_wait_ms: float = Field(
         default=5.0, ge=0, description="How long the scheduler waits to fill a batch once one request is in."

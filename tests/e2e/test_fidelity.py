@@ -1,8 +1,10 @@
 """Batching changes nothing: greedy output under concurrent load equals single-request `model.generate`.
 
 24 different prompts and images (none, one or two images of varied sizes) hit the server at once, so
-the scheduler batches them (max_batch_size 4); each answer's token ids must equal, token for token,
-a plain `generate` call on the same checkpoint in this process.
+the scheduler batches them (max_batch_size 4: as rows end, waiting requests join the running batch
+mid-decode); each answer's token ids must equal, token for token, a plain `generate` call on the same
+checkpoint in this process. A second test sends requests (logprobs, a tool grammar, penalties) while a
+long answer is decoding: joined to it, each answers exactly as it does alone.
 
 Mixed into the same load are greedy requests with per-request logits settings (penalties,
 logit_bias, min_tokens, ignore_eos), which the engine applies row by row inside the shared batch.
@@ -14,6 +16,8 @@ presence/frequency formula, which transformers lacks, written out below.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -156,9 +160,84 @@ def test_batched_greedy_equals_single_request_generate(start_server, demo_model)
         answers = asyncio.run(ask_all(server.url, end))
         expected = single.result()
     assert "running batch of 4" in server.log(), "the load must actually have been batched"
+    assert re.search(r"running batch of 4 \([1-3] joined", server.log()), "requests must have joined mid-decode"
     for i, (answer, tokens) in enumerate(zip(answers, expected, strict=True)):
         got = answer["choices"][0]["token_ids"]
         assert got == tokens, f"case {i} {logits_settings(i, end)}: batched {got} != single {tokens}"
         assert answer["usage"]["completion_tokens"] == len(tokens)
     assert len(expected[19]) == 9 and expected[19][-1] == end  # min_tokens held back an answer ending at once
     assert len(expected[22]) == MAX_TOKENS and end not in expected[22]  # ignore_eos ran it to the limit
+
+
+# Requests that join a batch mid-decode answer exactly as they would alone.
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+LONG = {**request_body("Describe everything (the long one).", [chart(7)], {}), "max_tokens": 120, "ignore_eos": True}
+JOINERS = [
+    request_body(*case(2), {"logprobs": True, "top_logprobs": 3}),
+    {
+        **request_body("Weather in Oslo?", [], {}),
+        **{"tools": [WEATHER], "tool_choice": "required", "logprobs": True, "max_tokens": 200},
+    },
+    request_body(*case(4), {"repetition_penalty": 1.2, "logprobs": True}),
+    request_body(*case(9), {"min_tokens": 6}),
+]
+
+
+def answer_of(body: dict) -> dict:
+    """What the comparison looks at: the token ids, their logprobs (when asked) and the tool calls."""
+    choice = body["choices"][0]
+    content = (choice.get("logprobs") or {}).get("content") or []
+    calls = [(c["function"]["name"], c["function"]["arguments"]) for c in choice["message"].get("tool_calls") or ()]
+    return {"token_ids": choice["token_ids"], "logprobs": [e["logprob"] for e in content], "calls": calls}
+
+
+async def join_mid_decode(url: str) -> tuple[list[int], list[dict]]:
+    """The long request streams; once it has produced some tokens, the others are sent while it still runs."""
+    async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+        long_ids: list[int] = []
+        joiners: asyncio.Future | None = None
+        async with client.stream("POST", "/v1/chat/completions", json={**LONG, "stream": True}) as stream:
+            async for line in stream.aiter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                for choice in json.loads(line[6:])["choices"]:
+                    long_ids += choice.get("token_ids") or []
+                if joiners is None and len(long_ids) >= 4:
+                    posts = (client.post("/v1/chat/completions", json=body) for body in JOINERS)
+                    joiners = asyncio.ensure_future(asyncio.gather(*posts))
+                    running_when_joined = len(long_ids)
+        assert joiners is not None
+        responses = await joiners
+        for r in responses:
+            assert r.status_code == 200, r.text
+        assert running_when_joined < LONG["max_tokens"]
+        return long_ids, [answer_of(r.json()) for r in responses]
+
+
+async def one_at_a_time(url: str) -> tuple[list[int], list[dict]]:
+    async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+        long = await client.post("/v1/chat/completions", json=LONG)
+        alone = [answer_of((await client.post("/v1/chat/completions", json=body)).json()) for body in JOINERS]
+    return long.json()["choices"][0]["token_ids"], alone
+
+
+def test_requests_joining_mid_decode_answer_exactly_as_they_would_alone(start_server):
+    server = start_server(max_batch_size=4, batch_wait_ms=0)
+    long_joined, joined = asyncio.run(join_mid_decode(server.url))
+    log = server.log()
+    long_alone, alone = asyncio.run(one_at_a_time(server.url))
+    assert re.search(r"running batch of [2-5] \([1-4] joined", log), "the requests must have joined a running batch"
+    assert long_joined == long_alone and len(long_alone) == LONG["max_tokens"]
+    assert joined[1]["calls"] and joined[1]["calls"][0][0] == "get_weather"  # the tool grammar was in force
+    for i, (got, want) in enumerate(zip(joined, alone, strict=True)):
+        assert got["token_ids"] == want["token_ids"], f"joiner {i}: joined {got} != alone {want}"
+        assert got["calls"] == want["calls"]
+        assert got["logprobs"] == pytest.approx(want["logprobs"], abs=1e-4)
+        assert len(got["logprobs"]) == (len(got["token_ids"]) if JOINERS[i].get("logprobs") else 0)

@@ -12,7 +12,7 @@ from tests.support.images import chart
 from vlserve.engine.base import ChatTurn, EngineRequest, SamplingParams
 from vlserve.engine.transformers import TransformersEngine
 from vlserve.engine.transformers.checkpoint import load_checkpoint
-from vlserve.engine.transformers.grammar import GrammarCache, GrammarMask
+from vlserve.engine.transformers.grammar import GrammarCache, RowGrammar, mask_rows
 from vlserve.errors import ClientError
 from vlserve.settings import Settings
 from vlserve.structured import OutputFormat, validate_output
@@ -49,21 +49,21 @@ def grammars(checkpoint):
 def decode_random(grammars, checkpoint, formats, steps=80, seed=0):
     """Greedy decoding over random logits, each row under its own format (or none)."""
     generator = torch.Generator().manual_seed(seed)
-    mask = GrammarMask([None if f is None else grammars.compile(f) for f in formats], grammars.vocab_size)
+    matchers = [None if f is None else RowGrammar(grammars.compile(f)) for f in formats]
     eos = set(checkpoint.eos_token_ids)
     rows = [[] for _ in formats]
     untouched = []
-    ids = torch.zeros((len(formats), 1), dtype=torch.long)
     for _ in range(steps):
         scores = torch.randn((len(formats), grammars.vocab_size), generator=generator)
         before = scores.clone()
-        scores = mask(ids, scores)
+        mask_rows(scores, matchers, grammars.vocab_size)
         untouched.append(all(torch.equal(scores[r], before[r]) for r, f in enumerate(formats) if f is None))
         nxt = scores.argmax(-1)
         for r, token in enumerate(nxt.tolist()):
             if not rows[r] or rows[r][-1] not in eos:
                 rows[r].append(token)
-        ids = torch.cat([ids, nxt[:, None]], dim=1)
+                if matchers[r] is not None:
+                    matchers[r].accept(token)
     texts = [checkpoint.tokenizer.decode([t for t in row if t not in eos]) for row in rows]
     ended = [bool(row) and row[-1] in eos for row in rows]
     return texts, ended, all(untouched)

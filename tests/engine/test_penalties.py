@@ -14,7 +14,7 @@ from tests.engine.running import RunningEngine, forward_logits, token_ids
 from vlserve.engine.base import GREEDY, SamplingParams
 from vlserve.engine.transformers.checkpoint import load_checkpoint
 from vlserve.engine.transformers.penalties import RowPenalties, adjust_row
-from vlserve.engine.transformers.sampling import RowSampler
+from vlserve.engine.transformers.sampling import RowSampler, choose_tokens
 from vlserve.structured import OutputFormat
 
 EOS = [8, 9]
@@ -63,36 +63,36 @@ def test_min_tokens_masks_the_stop_token_ids_too_and_ignore_eos_does_not():
     assert adjusted(logits, [1], [2], ignore_eos=True, stop_token_ids=(4,))[4] == 0.0  # a stop id still ends it
 
 
-def test_each_row_sees_only_its_own_prompt_without_padding_and_plain_rows_are_untouched():
-    pad = 7
-    # row 0: prompt [1, 2] left-padded to width 4; row 1: prompt [3, 4, 5, 6]; one generated token each
-    input_ids = torch.tensor([[pad, pad, 1, 2, 0], [3, 4, 5, 6, 3]])
-    scores = torch.full((2, 10), 1.0)
-    plain = scores[1].clone()
-    params = [replace(GREEDY, repetition_penalty=2.0, frequency_penalty=1.0), GREEDY]
-    out = RowPenalties(params, [2, 4], EOS)(input_ids, scores)
-    assert out[0].tolist() == [-0.5, 0.5, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]  # pad 7 not seen; 3-6 are row 1's
-    assert torch.equal(out[1], plain)
-    alone = RowPenalties(params[:1], [2], EOS)(input_ids[:1, 2:], torch.full((1, 10), 1.0))
-    assert torch.equal(alone[0], out[0])  # the same row in a batch of one, no padding
+def test_each_row_sees_only_its_own_prompt_and_output_and_plain_rows_have_none():
+    params = replace(GREEDY, repetition_penalty=2.0, frequency_penalty=1.0)
+    row = RowPenalties.of(params, [1, 2], EOS)
+    assert row is not None and RowPenalties.of(GREEDY, [3, 4, 5, 6], EOS) is None
+    logits = torch.full((10,), 1.0)
+    row.apply(logits, [0])
+    assert logits.tolist() == [-0.5, 0.5, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]  # 3-6 are another row's
+    again = torch.full((10,), 1.0)
+    row.apply(again, [0])
+    assert torch.equal(again, logits)  # nothing carried over between steps but the tokens given
 
 
-def test_min_tokens_counts_each_rows_generated_tokens_from_the_padded_width():
-    input_ids = torch.tensor([[0, 1, 2, 5], [1, 2, 3, 5]])  # prompts of 2 and 3 tokens, one token generated
-    out = RowPenalties([replace(GREEDY, min_tokens=2)] * 2, [2, 3], EOS)(input_ids, torch.zeros(2, 10))
-    assert out[:, 8].tolist() == [INF, INF]
-    out = RowPenalties([replace(GREEDY, min_tokens=1)] * 2, [2, 3], EOS)(input_ids, torch.zeros(2, 10))
-    assert out[:, 8].tolist() == [0.0, 0.0]
+def test_min_tokens_counts_the_rows_own_generated_tokens():
+    row = RowPenalties.of(replace(GREEDY, min_tokens=2), [1, 2, 3], EOS)
+    assert row is not None
+    logits = torch.zeros(10)
+    row.apply(logits, [5])
+    assert logits[8].item() == INF
+    logits = torch.zeros(10)
+    row.apply(logits, [5, 6])
+    assert logits[8].item() == 0.0
 
 
 def test_a_row_with_every_token_masked_ends_instead_of_failing_the_batch():
     scores = torch.tensor([[INF] * 5, [INF] * 5, [0.0, 1.0, INF, INF, INF]])
-    before = scores[2].clone()
-    params = [replace(GREEDY, temperature=1.0, seed=1), GREEDY, replace(GREEDY, temperature=1.0, seed=1)]
-    out = RowSampler(params, end_token_id=3)(None, scores)
-    assert out.argmax(-1)[:2].tolist() == [3, 3]  # sampled and greedy rows alike: the end token
-    assert out[2].isfinite().sum() == 1 and out[2].argmax() in (0, 1)
-    assert torch.equal(RowSampler([GREEDY], end_token_id=3)(None, before[None].clone())[0], before)
+    sampled = replace(GREEDY, temperature=1.0, seed=1)
+    tokens = choose_tokens(scores, [RowSampler(sampled), None, RowSampler(sampled)], end_token_id=3)
+    assert tokens[:2] == [3, 3]  # sampled and greedy rows alike: the end token
+    assert tokens[2] in (0, 1)
+    assert choose_tokens(torch.tensor([[0.0, 2.0, 1.0]]), [None], end_token_id=0) == [1]
 
 
 # The engine on the demo checkpoint.

@@ -1,33 +1,38 @@
-"""Per-row sampling: greedy rows untouched, seeded rows reproducible, top-k / top-p respected."""
+"""Per-row sampling: greedy rows take the argmax, seeded rows are reproducible, top-k / top-p respected."""
 
 from dataclasses import replace
 
 import torch
 
 from vlserve.engine.base import GREEDY
-from vlserve.engine.transformers.sampling import RowSampler, sample_token
+from vlserve.engine.transformers.sampling import RowSampler, choose_tokens, sample_token
 
 
-def test_greedy_rows_are_left_exactly_as_they_are():
+def test_greedy_rows_take_the_argmax_of_their_own_scores():
     scores = torch.randn(2, 50)
     before = scores.clone()
-    out = RowSampler([GREEDY, replace(GREEDY, temperature=0.0, top_k=1)])(torch.zeros(2, 1), scores)
-    assert torch.equal(out, before)
+    samplers = [RowSampler.of(p) for p in (GREEDY, replace(GREEDY, temperature=0.0, top_k=1))]
+    assert samplers == [None, None]
+    assert choose_tokens(scores, samplers) == before.argmax(-1).tolist()
+    assert torch.equal(scores, before)
 
 
-def test_sampled_row_is_forced_to_one_token_and_greedy_row_untouched():
+def test_a_sampled_row_draws_with_its_own_generator_and_a_greedy_neighbour_is_untouched():
     scores = torch.randn(2, 50)
-    greedy_row = scores[0].clone()
-    out = RowSampler([GREEDY, replace(GREEDY, temperature=1.0, seed=3)])(torch.zeros(2, 1), scores)
-    assert torch.equal(out[0], greedy_row)
-    assert int(torch.isfinite(out[1]).sum()) == 1
+    sampled = replace(GREEDY, temperature=1.0, seed=3)
+    tokens = choose_tokens(scores, [None, RowSampler(sampled)])
+    assert tokens[0] == scores[0].argmax().item()
+    assert tokens[1] == RowSampler(sampled).draw(scores[1])  # the same seed, the same first draw
 
 
-def test_same_seed_gives_the_same_tokens():
+def test_same_seed_gives_the_same_tokens_whatever_the_batch():
     logits = torch.randn(100)
     params = replace(GREEDY, temperature=1.0, seed=42)
-    first = [RowSampler([params])(None, logits[None].clone()).argmax().item() for _ in range(5)]
-    second = [RowSampler([params])(None, logits[None].clone()).argmax().item() for _ in range(5)]
+    alone = RowSampler(params)
+    first = [choose_tokens(logits[None].clone(), [alone])[0] for _ in range(5)]
+    in_batch = RowSampler(params)
+    noise = torch.randn(3, 100)
+    second = [choose_tokens(torch.stack([noise[0], logits, noise[1]]), [None, in_batch, None])[1] for _ in range(5)]
     assert first == second
 
 
@@ -64,5 +69,5 @@ def test_min_p_applies_after_temperature():
 
 def test_min_p_leaves_greedy_rows_untouched():
     scores = torch.randn(1, 50)
-    before = scores.clone()
-    assert torch.equal(RowSampler([replace(GREEDY, min_p=0.9)])(None, scores), before)
+    assert RowSampler.of(replace(GREEDY, min_p=0.9)) is None
+    assert choose_tokens(scores, [None]) == [scores[0].argmax().item()]

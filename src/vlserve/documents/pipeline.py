@@ -58,7 +58,10 @@ async def _attempts(
     generation: GenerationService, task: PageTask, wanted: Callable[[], Awaitable[bool]] | None
 ) -> PageOutcome | None:
     started = time.monotonic()
-    prompt = await generation.prepare(EngineRequest.chat([ChatTurn.user(task.prompt, 1)], [task.image]))
+    # background: chat requests go first (the transformers engine keeps them a share of its batch)
+    prompt = await generation.prepare(
+        EngineRequest.chat([ChatTurn.user(task.prompt, 1)], [task.image], background=True)
+    )
     tried: list[dict] = []
     for attempt, temperature in enumerate(task.temperatures, start=1):
         if attempt > 1 and wanted is not None and not await wanted():

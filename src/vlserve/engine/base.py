@@ -91,10 +91,15 @@ class EngineRequest:
     parallel_tool_calls: bool = True  # False: at most one tool call per answer
     prompt: str | None = None  # a raw text prompt (/v1/completions): no chat template, no turns, no media
     chat_template_kwargs: Mapping[str, Any] = field(default_factory=dict)  # extra variables for the chat template
+    # Background work (document pages): an engine that schedules may let interactive requests go first; others
+    # ignore it.
+    background: bool = False
 
     @classmethod
-    def chat(cls, turns: Sequence[ChatTurn], images: Sequence[Image.Image] = ()) -> EngineRequest:
-        return cls(tuple(turns), MediaItem.images(images))
+    def chat(
+        cls, turns: Sequence[ChatTurn], images: Sequence[Image.Image] = (), *, background: bool = False
+    ) -> EngineRequest:
+        return cls(tuple(turns), MediaItem.images(images), background=background)
 
     @property
     def num_images(self) -> int:

@@ -1,7 +1,8 @@
 """The embedded backend: any local Qwen3-VL / Qwen3-VL-MoE / Qwen2.5-VL checkpoint on transformers.
 
-bf16 on CUDA when present, float32 on CPU. Requests are batched by the :class:`Scheduler`; model
-work and image processing run in worker threads, never on the event loop.
+bf16 on CUDA when present, float32 on CPU. Requests are batched continuously by the :class:`Scheduler`
+(they join the running batch at a step boundary and leave it when they end; document pages give way to
+interactive requests); model work and image processing run in worker threads, never on the event loop.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class TransformersEngine:
 
     @property
     def capacity(self) -> int:
-        """A batch being generated and a full queue behind it."""
+        """A full running batch and a full queue behind it."""
         return self._settings.max_batch_size + self._settings.max_queue_size
 
     @property

@@ -4,9 +4,10 @@
 tool choice (an xgrammar structural tag in Qwen's ``<tool_call>`` format, see
 :mod:`vlserve.engine.transformers.tool_calls`), into a token-level grammar for the served tokenizer
 (compiled grammars are cached by xgrammar). A format is a JSON Schema, or one of vLLM's ``structured_outputs``:
-a regex, a choice of strings, an EBNF grammar or a structural tag (:func:`answer_grammar`). :class:`GrammarMask` is
-a logits processor for one batched ``generate`` call: each row with a format gets its own matcher, which
-masks every token that cannot continue a valid answer; rows without a format pass through untouched.
+a regex, a choice of strings, an EBNF grammar or a structural tag (:func:`answer_grammar`).  A row with a format
+owns a :class:`RowGrammar` (its xgrammar matcher) for its life in the running batch;
+:func:`mask_rows` masks, in each such row, every token that cannot continue a valid answer, and rows
+without a format pass through untouched.
 The answer is compact JSON with ``", "`` and ``": "`` separators, the form the demo model was trained on.
 
 A reasoning model's prompt opens a ``<think>`` block: the grammar then lets it reason freely and starts
@@ -22,7 +23,6 @@ from typing import Any
 
 import torch
 import xgrammar as xgr
-from transformers import LogitsProcessor
 from xgrammar.structural_tag import AnyTextFormat, ConstStringFormat, SequenceFormat, StructuralTag, TagFormat
 
 from vlserve.engine.base import EngineRequest, SamplingParams
@@ -137,32 +137,34 @@ def _unenforceable(what: str, exc: Exception, param: str) -> ClientError:
     )
 
 
-class GrammarMask(LogitsProcessor):
-    """Per-row grammar masks for one ``generate`` call (a new instance per call)."""
+class RowGrammar:
+    """One request's grammar matcher: it follows the tokens the row chose and says which may come next."""
 
-    def __init__(self, grammars: Sequence[xgr.CompiledGrammar | None], vocab_size: int) -> None:
-        self._matchers: list[xgr.GrammarMatcher | None] = [
-            None if g is None else xgr.GrammarMatcher(g) for g in grammars
-        ]
-        self._bitmask = xgr.allocate_token_bitmask(len(self._matchers), vocab_size)
-        self._vocab_size = vocab_size
-        self._started = False
+    def __init__(self, grammar: xgr.CompiledGrammar) -> None:
+        self._matcher: xgr.GrammarMatcher | None = xgr.GrammarMatcher(grammar)
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        rows = []
-        for row, matcher in enumerate(self._matchers):
-            if matcher is None or matcher.is_terminated():
-                continue
-            if self._started and not matcher.accept_token(int(input_ids[row, -1])):
-                # Only a row that has already ended (token limit, client gone) gets a token off the grammar.
-                self._matchers[row] = None
-                continue
-            if matcher.is_terminated():  # it has just accepted the end-of-answer token
-                continue
-            matcher.fill_next_token_bitmask(self._bitmask, row)
-            rows.append(row)
-        self._started = True
-        if rows:
-            bitmask = self._bitmask.to(scores.device)
-            xgr.apply_token_bitmask_inplace(scores, bitmask, vocab_size=self._vocab_size, indices=rows)
-        return scores
+    @property
+    def active(self) -> bool:
+        """Whether it still constrains the row (not past the end of its answer, nor given up)."""
+        return self._matcher is not None and not self._matcher.is_terminated()
+
+    def fill(self, bitmask: torch.Tensor, index: int) -> None:
+        assert self._matcher is not None
+        self._matcher.fill_next_token_bitmask(bitmask, index)
+
+    def accept(self, token: int) -> None:
+        """Follow the row's chosen token. A token off the grammar (only the end-of-answer token forced on a
+        row whose constraints contradict each other can be) releases the row: it is ending anyway."""
+        if self.active and not self._matcher.accept_token(token):  # type: ignore[union-attr]
+            self._matcher = None
+
+
+def mask_rows(scores: torch.Tensor, grammars: Sequence[RowGrammar | None], vocab_size: int) -> None:
+    """Mask, in place, each constrained row's tokens that cannot continue its answer (rows x vocab)."""
+    rows = [row for row, grammar in enumerate(grammars) if grammar is not None and grammar.active]
+    if not rows:
+        return
+    bitmask = xgr.allocate_token_bitmask(len(grammars), vocab_size)
+    for row in rows:
+        grammars[row].fill(bitmask, row)  # type: ignore[union-attr]
+    xgr.apply_token_bitmask_inplace(scores, bitmask.to(scores.device), vocab_size=vocab_size, indices=rows)

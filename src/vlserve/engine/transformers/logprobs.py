@@ -1,11 +1,11 @@
 """Token logprobs for the rows that ask for them, as vLLM reports them by default (``raw_logprobs``).
 
-:class:`LogprobCapture` is the first logits processor of a ``generate`` call: it keeps the
-log-softmax of the model's raw logits, before any bias, penalty, grammar mask or temperature, for
-the rows with ``logprobs`` only (a batch where no row asks does not include it, so other requests
-pay nothing). Once ``generate`` has chosen the step's tokens, the streaming stopping criterion asks
-:meth:`LogprobCapture.take` for each chosen token's :class:`TokenLogprob`, with the ``top_logprobs``
-most likely alternatives.
+:class:`LogprobCapture` is the first stage of a decode step: it keeps the log-softmax of the
+model's raw logits, before any bias, penalty, grammar mask or temperature, for the rows with
+``logprobs`` only (a step where no row asks makes none, so other requests pay nothing). It is made per
+step from the settings of the rows in the batch at that step (a row's settings are its request's).
+Once the step's tokens are chosen, :meth:`LogprobCapture.take` gives each chosen token's
+:class:`TokenLogprob`, with the ``top_logprobs`` most likely alternatives.
 
 :class:`TokenPieces` gives a token's exact bytes: byte-level BPE (GPT-2's, Qwen's) spells each byte
 as one printable character, so a token may hold part of a UTF-8 character, which no decoded text
@@ -19,7 +19,6 @@ from functools import cache
 from typing import Any
 
 import torch
-from transformers import LogitsProcessor
 
 from vlserve.engine.base import SamplingParams, TokenLogprob
 
@@ -67,8 +66,8 @@ class TokenPieces:
         return TokenLogprob(text, logprob, data, top)
 
 
-class LogprobCapture(LogitsProcessor):
-    """Keeps the raw log-probabilities of the rows asking for logprobs (a new instance per call)."""
+class LogprobCapture:
+    """Keeps the raw log-probabilities of the rows asking for logprobs (a new instance per step)."""
 
     def __init__(self, params: Sequence[SamplingParams], pieces: TokenPieces) -> None:
         self._rows = [row for row, p in enumerate(params) if p.logprobs]
@@ -82,7 +81,8 @@ class LogprobCapture(LogitsProcessor):
     def active(self) -> bool:
         return bool(self._rows)
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def capture(self, scores: torch.Tensor) -> None:
+        """Keep the asking rows' log-softmax of ``scores`` (rows x vocab), before anything changes them."""
         logprobs = scores[self._rows].float().log_softmax(-1)  # indexing copies: later processors do not touch it
         self._logprobs = logprobs
         k = min(max(self._top.values(), default=0), logprobs.shape[-1])
@@ -90,7 +90,6 @@ class LogprobCapture(LogitsProcessor):
         if k:
             values, ids = logprobs.topk(k, dim=-1)  # sorted, most likely first
             self._best = (values.tolist(), ids.tolist())
-        return scores
 
     def take(self, tokens: Sequence[int], rows: Iterable[int]) -> dict[int, TokenLogprob]:
         """The TokenLogprob of each of ``rows`` (those asking) for its chosen token at the last step.

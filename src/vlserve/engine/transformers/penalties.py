@@ -1,4 +1,4 @@
-"""Per-row logit adjustments inside one batched ``generate``: logit_bias, end-of-sequence masks, penalties.
+"""Per-row logit adjustments in the running batch: logit_bias, end-of-sequence masks, penalties.
 
 Each request in the batch keeps its own settings, applied in vLLM's order and with its formulas:
 
@@ -7,17 +7,18 @@ Each request in the batch keeps its own settings, applied in vLLM's order and wi
 2. the end-of-sequence ids, and the request's ``stop_token_ids``, are masked while the row has fewer
    than ``min_tokens`` tokens (vLLM's min-tokens processor masks both); the end-of-sequence ids for
    the whole answer with ``ignore_eos``. vLLM lets an ignored eos be sampled and goes on; here
-   ``generate`` ends a row at eos, so the row runs to its token limit by never choosing it (stop
-   strings and stop token ids still end it);
+   a row ends at eos, so the row runs to its token limit by never choosing it (stop strings and
+   stop token ids still end it);
 3. ``repetition_penalty`` over the row's prompt and generated tokens (a positive logit is divided by
    it, any other multiplied, as vLLM and transformers do);
 4. ``frequency_penalty`` and ``presence_penalty`` over the generated tokens only, OpenAI's formula
    ``logit -= frequency * count + presence * (count > 0)``.
 
-A row sees only its own tokens: the prompt span without the left padding, then what it generated.
-So its result never depends on its batch neighbours, and the processor is a pure function of
-``input_ids`` (no state carried between steps). Rows that use none of these are not touched at all,
-so batched greedy output still equals single-request ``generate``.
+Each row that asks for any of these owns a :class:`RowPenalties` for its life in the batch: its
+settings and its own prompt ids (never the padding); the step passes it the tokens it generated so
+far. So its result never depends on its batch neighbours, or on when they joined or left. Rows that
+use none of these are not touched at all, so batched greedy output still equals single-request
+``generate``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from transformers import LogitsProcessor
 
 from vlserve.engine.base import SamplingParams
 
@@ -73,28 +73,23 @@ def adjust_row(
         logits -= params.presence_penalty * (counts > 0).to(logits.dtype)
 
 
-class RowPenalties(LogitsProcessor):
-    """Applies each row's bias, eos masks and penalties (a new instance per ``generate`` call).
+class RowPenalties:
+    """One request's bias, eos masks and penalties, over its own prompt and generated tokens."""
 
-    ``prompt_lengths`` are the rows' real prompt lengths; the batch is left-padded to the longest,
-    so row ``i``'s prompt is ``input_ids[i, width - prompt_lengths[i] : width]`` and everything from
-    ``width`` on is generated.
-    """
-
-    def __init__(
-        self, params: Sequence[SamplingParams], prompt_lengths: Sequence[int], eos_token_ids: Sequence[int]
-    ) -> None:
-        self._width = max(prompt_lengths)
-        self._rows = [(row, p, n) for row, (p, n) in enumerate(zip(params, prompt_lengths, strict=True)) if adjusts(p)]
+    def __init__(self, params: SamplingParams, prompt_ids: Sequence[int], eos_token_ids: Sequence[int]) -> None:
+        self.params = params
+        self._prompt_ids = list(prompt_ids)
+        self._prompt: torch.Tensor | None = None  # on the logits' device, made at the first step
         self._eos = list(eos_token_ids)
 
-    @property
-    def active(self) -> bool:
-        """False when no row asks for anything: the processor need not be in the list at all."""
-        return bool(self._rows)
+    @staticmethod
+    def of(params: SamplingParams, prompt_ids: Sequence[int], eos_token_ids: Sequence[int]) -> RowPenalties | None:
+        """The adjustments of a request, or None when it asks for none."""
+        return RowPenalties(params, prompt_ids, eos_token_ids) if adjusts(params) else None
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        for row, params, prompt_length in self._rows:
-            prompt = input_ids[row, self._width - prompt_length : self._width]
-            adjust_row(scores[row], prompt, input_ids[row, self._width :], params, self._eos)
-        return scores
+    def apply(self, logits: torch.Tensor, generated: Sequence[int]) -> None:
+        """Adjust this row's 1-D logits in place, given the tokens it has generated so far."""
+        if self._prompt is None or self._prompt.device != logits.device:
+            self._prompt = torch.tensor(self._prompt_ids, dtype=torch.long, device=logits.device)
+        output = torch.tensor(list(generated), dtype=torch.long, device=logits.device)
+        adjust_row(logits, self._prompt, output, self.params, self._eos)

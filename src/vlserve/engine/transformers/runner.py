@@ -1,14 +1,20 @@
-"""Runs one batch of requests through a transformers ``generate`` call, streaming every row.
+"""Continuous batching on a transformers model: our own decode loop, no ``generate``.
 
-Prompts are left-padded into one tensor batch (images concatenated in row order). A stopping
-criterion sees each new token as soon as it exists: it detokenises it, hands the text to that
-request, and ends the row on end-of-sequence, one of its stop token ids, a stop string, its token
-limit or the client going away. As in vLLM, the token that ended the answer (end-of-sequence or a
-stop token id) is counted and returned among the token ids, but its text is only kept with
-``include_stop_str_in_output``; each row decodes with its own special-token settings. Rows end
-independently; the call returns when every row has ended.
-Logits processors give each row its own settings inside the shared call: raw logprobs, then
-bias / end-of-sequence masks / penalties, the grammar, and sampling last.
+The scheduler's worker thread drives :class:`HFBatchRunner` between steps:
+
+- :meth:`HFBatchRunner.add` prefills the requests joining together in one forward pass, left-padded
+  exactly as ``generate`` would pad them (:func:`collate`), so the model computes their M-RoPE
+  positions (``rope_deltas``) from the attention mask and their images; their last-position logits
+  give each its first token, streamed at once; then their KV cache is merged into the running
+  batch's (:mod:`~vlserve.engine.transformers.batch_cache`). The running rows are not recomputed;
+- :meth:`HFBatchRunner.step` feeds every row its last token (one forward pass over the batch with
+  the 2-D padding mask and each row's own position ids), and the stages of
+  :func:`~vlserve.engine.transformers.rows.next_tokens` choose each row's next token;
+- a row ends on end-of-sequence, one of its stop token ids, a stop string, its token limit or the
+  client going away, and leaves the batch at once, its slot free for the next step.
+
+Every row's arithmetic is its own (per-row positions, masks, samplers, matchers and penalties), so
+greedy answers equal single-request ``generate`` token for token, whenever a row joined.
 """
 
 from __future__ import annotations
@@ -19,15 +25,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import DynamicCache
 
-from vlserve.engine.base import Delta, SamplingParams, TokenLogprob, Usage
-from vlserve.engine.transformers.detokenize import StreamDecoder
-from vlserve.engine.transformers.grammar import GrammarCache, GrammarMask
-from vlserve.engine.transformers.logprobs import LogprobCapture, TokenPieces
-from vlserve.engine.transformers.penalties import RowPenalties
+from vlserve.engine.base import SamplingParams
+from vlserve.engine.transformers.batch_cache import BatchState
+from vlserve.engine.transformers.grammar import GrammarCache
+from vlserve.engine.transformers.logprobs import TokenPieces
 from vlserve.engine.transformers.prompting import Prompt
-from vlserve.engine.transformers.sampling import RowSampler
+from vlserve.engine.transformers.rows import Row, next_tokens
 from vlserve.engine.transformers.scheduler import GenerationRequest
 
 log = logging.getLogger("vlserve.engine")
@@ -57,77 +62,9 @@ def collate(prompts: Sequence[Prompt], pad_token_id: int, device: torch.device, 
     return batch
 
 
-class _Row:
-    def __init__(self, request: GenerationRequest, decode: Callable[[list[int]], str], eos: Sequence[int]) -> None:
-        params = request.params
-        self.request = request
-        self.decoder = StreamDecoder(decode, params.stop, include_stop=params.include_stop_str_in_output)
-        self.stop_token_ids = frozenset((*eos, *params.stop_token_ids))  # the tokens that end this answer
-        self.token_ids: list[int] = []
-        self.logprobs: list[TokenLogprob] = []  # one per token id, when the request asks for logprobs
-        self.sent = 0  # token ids already handed to the request with a delta
-        self.done = False
-
-    @property
-    def generated(self) -> int:
-        return len(self.token_ids)
-
-    def _new_tokens(self) -> tuple[tuple[int, ...], tuple[TokenLogprob, ...]]:
-        """The token ids (and their logprobs) not yet handed to the request."""
-        start, self.sent = self.sent, len(self.token_ids)
-        return tuple(self.token_ids[start:]), tuple(self.logprobs[start:])
-
-    def emit(self, text: str) -> None:
-        token_ids, logprobs = self._new_tokens()
-        self.request.emit(Delta(text, token_ids=token_ids, logprobs=logprobs))
-
-    def finish(self, text: str, reason: str) -> None:
-        self.done = True
-        prompt = self.request.prompt
-        usage = Usage(prompt.num_tokens, self.generated, prompt.image_tokens)
-        token_ids, logprobs = self._new_tokens()
-        self.request.emit(Delta(text, reason, token_ids, usage, logprobs))  # type: ignore[arg-type]
-
-
-class StreamingStop(StoppingCriteria):
-    """Per-row end detection plus streaming of each new token (and its logprob) to its request."""
-
-    def __init__(self, rows: list[_Row], logprobs: LogprobCapture | None = None) -> None:
-        self._rows = rows
-        self._logprobs = logprobs
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        last = input_ids[:, -1].tolist()
-        live = [i for i, row in enumerate(self._rows) if not row.done]
-        chosen = self._logprobs.take(last, live) if self._logprobs is not None else {}
-        for i in live:
-            self._advance(self._rows[i], last[i], chosen.get(i))
-        return torch.tensor([row.done for row in self._rows], device=input_ids.device)
-
-    def _advance(self, row: _Row, token: int, logprob: TokenLogprob | None) -> None:
-        if row.request.cancelled.is_set():
-            row.done = True
-            log.info(
-                "%s: generation stopped after %d tokens: the client went away", row.request.request_id, row.generated
-            )
-            return
-        row.token_ids.append(token)
-        if logprob is not None:
-            row.logprobs.append(logprob)
-        if token in row.stop_token_ids:  # its text only with include_stop_str_in_output, as vLLM
-            text = row.decoder.push(token) if row.request.params.include_stop_str_in_output else ""
-            row.finish(text + row.decoder.flush(), "stop")
-            return
-        text = row.decoder.push(token)
-        if row.decoder.stopped:
-            row.finish(text, "stop")
-        elif row.generated >= row.request.max_tokens:
-            row.finish(text + row.decoder.flush(), "length")
-        elif text:
-            row.emit(text)
-
-
 class HFBatchRunner:
+    """The running batch of one model; not thread-safe: one worker thread drives it."""
+
     def __init__(self, model: Any, tokenizer: Any, eos_token_ids: list[int], pad_token_id: int) -> None:
         self._model = model
         self._tokenizer = tokenizer
@@ -135,6 +72,10 @@ class HFBatchRunner:
         self._pad = pad_token_id
         self.grammars = GrammarCache(tokenizer, model.config.get_text_config().vocab_size, eos_token_ids)
         self.pieces = TokenPieces(tokenizer)
+        self._rows: list[Row] = []  # the running batch, in the cache's row order
+        self._pending: list[int] = []  # each row's last token, fed at the next step
+        self._state: BatchState | None = None
+        self.steps = 0  # decode steps run so far
 
     def decode(
         self, token_ids: list[int], skip_special_tokens: bool = True, spaces_between_special_tokens: bool = True
@@ -157,45 +98,77 @@ class HFBatchRunner:
             spaces_between_special_tokens=params.spaces_between_special_tokens,
         )
 
-    def run_batch(self, batch: Sequence[GenerationRequest]) -> None:
-        rows = [_Row(request, self.decoder_for(request.params), self._eos) for request in batch]
-        inputs = collate([r.prompt for r in batch], self._pad, self._model.device, self._model.dtype)
-        config = GenerationConfig(
-            do_sample=False,
-            max_new_tokens=max(r.max_tokens for r in batch),
-            eos_token_id=self._eos,
-            pad_token_id=self._pad,
-            # Explicit, or generate() takes the checkpoint's (Qwen2.5-VL ships 1.05) and penalises every
-            # row, padding included, ahead of our processors: penalties are per request, in RowPenalties.
-            repetition_penalty=1.0,
-        )
-        capture = LogprobCapture([r.params for r in batch], self.pieces)
+    def add(self, requests: Sequence[GenerationRequest]) -> None:
+        """Prefill ``requests`` together, stream each one's first token and merge them into the batch."""
+        rows = [self._row(request) for request in requests]
+        model = self._model
+        inputs = collate([r.prompt for r in requests], self._pad, model.device, model.dtype)
+        # generate()'s own positions: text positions from the mask, M-RoPE ones from the images (rope_deltas)
+        positions = model._prepare_position_ids_for_generation(inputs["input_ids"], dict(inputs))
+        cache = DynamicCache(config=model.config.get_text_config(decoder=True))
         with torch.inference_mode():
-            self._model.generate(
-                **inputs,
-                generation_config=config,
-                logits_processor=self._processors(batch, capture),
-                stopping_criteria=StoppingCriteriaList([StreamingStop(rows, capture if capture.active else None)]),
-            )
-        for row in rows:  # a row can only be left open by a cancelled client
-            if not row.done:
-                row.finish(row.decoder.flush(), "length")
+            out = model(**inputs, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1)
+        joined = BatchState.after_prefill(cache, inputs["attention_mask"], positions)
+        scores = out.logits[:, -1, :].to(dtype=torch.float32, copy=True)
+        tokens = self._advance(rows, scores)
+        if self._state is None:
+            self._state, self._rows, self._pending = joined, rows, tokens
+        else:
+            self._state.merge(joined)
+            self._rows += rows
+            self._pending += tokens
+        self._leave()
 
-    def _processors(self, batch: Sequence[GenerationRequest], capture: LogprobCapture) -> LogitsProcessorList:
-        """Raw logprobs first, then bias / eos masks / penalties, the grammar, and sampling last, so
-        sampling only sees valid tokens; a stage no row in the batch uses is left out."""
-        params = [r.params for r in batch]
-        grammars = [
-            self.grammars.for_request(r.prompt.request, r.params, reasoning=r.prompt.reasoning == "opened")
-            for r in batch
-        ]
-        penalties = RowPenalties(params, [r.prompt.num_tokens for r in batch], self._eos)
-        processors = LogitsProcessorList()
-        if capture.active:
-            processors.append(capture)
-        if penalties.active:
-            processors.append(penalties)
-        if any(g is not None for g in grammars):
-            processors.append(GrammarMask(grammars, self.grammars.vocab_size))
-        processors.append(RowSampler(params, end_token_id=self._eos[0]))
-        return processors
+    def step(self) -> None:
+        """One decode step for every row in the batch; rows that end leave it."""
+        self._leave()
+        if self._state is None:
+            return
+        tokens = torch.tensor(self._pending, dtype=torch.long, device=self._model.device)
+        with torch.inference_mode():
+            out = self._model(**self._state.step_inputs(tokens), use_cache=True)
+        scores = out.logits[:, -1, :].to(dtype=torch.float32, copy=True)
+        self._pending = self._advance(self._rows, scores)
+        self.steps += 1
+        self._leave()
+
+    @property
+    def size(self) -> int:
+        """Rows in the running batch."""
+        return len(self._rows)
+
+    @property
+    def requests(self) -> list[GenerationRequest]:
+        return [row.request for row in self._rows]
+
+    def clear(self) -> list[GenerationRequest]:
+        """Drop the whole batch (after a failed step); returns the requests that had not ended."""
+        left = [row.request for row in self._rows if not row.done]
+        self._rows, self._pending, self._state = [], [], None
+        return left
+
+    def _row(self, request: GenerationRequest) -> Row:
+        prompt = request.prompt
+        grammar = self.grammars.for_request(prompt.request, request.params, reasoning=prompt.reasoning == "opened")
+        return Row(request, self.decoder_for(request.params), self._eos, grammar)
+
+    def _advance(self, rows: Sequence[Row], scores: torch.Tensor) -> list[int]:
+        tokens, logprobs = next_tokens(
+            scores, rows, pieces=self.pieces, vocab_size=self.grammars.vocab_size, end_token_id=self._eos[0]
+        )
+        for i, (row, token) in enumerate(zip(rows, tokens, strict=True)):
+            row.advance(token, logprobs.get(i))
+        return tokens
+
+    def _leave(self) -> None:
+        """Rows that have ended, or whose client went away, leave the batch."""
+        keep = [i for i, row in enumerate(self._rows) if not row.gone()]
+        if len(keep) == len(self._rows):
+            return
+        if not keep:
+            self.clear()
+            return
+        assert self._state is not None
+        self._state.keep(keep)
+        self._rows = [self._rows[i] for i in keep]
+        self._pending = [self._pending[i] for i in keep]

@@ -1,10 +1,16 @@
-"""Per-request sampling inside one batched ``generate`` call.
+"""Per-request token choice: greedy argmax, or sampling with the request's own settings and generator.
 
-``generate`` runs greedy (argmax) for the whole batch; :class:`RowSampler` is a logits processor
-that, for each row asking for sampling, draws a token with that request's own temperature,
-min-p, top-k, top-p and seeded generator (in vLLM's order), and masks every other token so the
-argmax picks it. Greedy rows pass through untouched (min-p never changes the most likely token, so
-vLLM ignores it there too), and batched greedy output equals single-request ``generate``.
+Each row of the running batch owns a :class:`RowSampler` for its whole life (joins and leaves of
+other rows do not touch it), so a seeded request draws the same tokens whatever its neighbours.
+:func:`choose_tokens` picks every row's next token from the step's processed logits: argmax for
+greedy rows (min-p never changes the most likely token, so vLLM ignores it there too), a draw with
+temperature, min-p, top-k and top-p (vLLM's order) for the others.
+
+A row whose every token is masked (``-inf``) gets ``end_token_id`` instead: its constraints
+contradict each other, as when a grammar allows only the end of the answer while ``min_tokens`` or
+``ignore_eos`` forbids it. The grammar is the hard constraint (the answer must parse) and the answer
+is complete, so it ends there; sampling from an all ``-inf`` row would draw from NaN probabilities and
+fail the whole batch, and greedy argmax would pick token 0.
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ import secrets
 from collections.abc import Sequence
 
 import torch
-from transformers import LogitsProcessor
 
 from vlserve.engine.base import SamplingParams
 
@@ -42,29 +47,34 @@ def sample_token(logits: torch.Tensor, params: SamplingParams, generator: torch.
     return int(torch.multinomial(probs, 1, generator=generator).item())
 
 
-class RowSampler(LogitsProcessor):
-    """Applies each row's own sampling settings; rows that are greedy are left as they are.
+class RowSampler:
+    """One sampling request's settings and its seeded generator, kept for the request's life."""
 
-    A row whose every token is masked (``-inf``) gets ``end_token_id`` instead: its constraints
-    contradict each other, as when a grammar allows only the end of the answer while ``min_tokens`` or
-    ``ignore_eos`` forbids it. The grammar is the hard constraint (the answer must parse) and the
-    answer is complete, so it ends there; sampling from an all ``-inf`` row would draw from NaN
-    probabilities and fail the whole batch, and greedy argmax would pick token 0.
-    """
+    def __init__(self, params: SamplingParams) -> None:
+        self.params = params
+        self.generator = make_generator(params.seed)
 
-    def __init__(self, params: Sequence[SamplingParams], end_token_id: int | None = None) -> None:
-        self._params = list(params)
-        self._generators = [None if p.greedy else make_generator(p.seed) for p in self._params]
-        self._end = end_token_id
+    @staticmethod
+    def of(params: SamplingParams) -> RowSampler | None:
+        """The sampler of a request, or None when it is greedy."""
+        return None if params.greedy else RowSampler(params)
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self._end is not None:  # vectorised, no device sync: rows with a finite logit keep theirs
-            empty = torch.isneginf(scores).all(-1)
-            scores[:, self._end] = scores[:, self._end].masked_fill(empty, 0.0)
-        for row, (params, generator) in enumerate(zip(self._params, self._generators, strict=True)):
-            if generator is None:
-                continue
-            token = sample_token(scores[row], params, generator)
-            scores[row].fill_(float("-inf"))
-            scores[row, token] = 0.0
-        return scores
+    def draw(self, logits: torch.Tensor) -> int:
+        return sample_token(logits, self.params, self.generator)
+
+
+def choose_tokens(
+    scores: torch.Tensor, samplers: Sequence[RowSampler | None], end_token_id: int | None = None
+) -> list[int]:
+    """Each row's next token from its processed logits (rows x vocab); ``None``: a greedy row."""
+    chosen = scores.argmax(-1)
+    empty = torch.isneginf(scores).all(-1)
+    if end_token_id is not None:  # vectorised: rows with a finite logit keep theirs
+        chosen = chosen.masked_fill(empty, end_token_id)
+    tokens = chosen.tolist()
+    if any(s is not None for s in samplers):
+        blocked = empty.tolist()
+        for row, sampler in enumerate(samplers):
+            if sampler is not None and not (blocked[row] and end_token_id is not None):
+                tokens[row] = sampler.draw(scores[row])
+    return tokens
