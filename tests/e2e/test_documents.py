@@ -88,6 +88,7 @@ def test_a_job_killed_mid_way_resumes_without_recomputing_or_losing_a_page(serve
     settings = {
         "database_url": database_url, "data_dir": tmp_path / "data", "worker_id": "doc-server",
         "document_concurrency": 1, "document_max_tokens": 40, "document_temperatures": "0",
+        "document_lease_s": 4,  # the killed server's page is taken over after this, not the default 30 s
     }  # fmt: skip
     first = servers("first", **settings)
     job = submit(first, text_pdf(8))

@@ -118,7 +118,7 @@ def test_a_client_that_leaves_stops_the_generation_in_the_child(managed):
 
 
 def test_a_killed_child_is_restarted_and_sigterm_drains_before_stopping_it(start_managed):
-    server = start_managed(shutdown_grace_s=120)  # the default 30 s is short for 300 tokens on a loaded 2-core box
+    server = start_managed(shutdown_grace_s=120)  # never the limit here: the answer must finish, however slow
     first = records(server.record)[0]["pid"]
     os.kill(first, signal.SIGKILL)
     down = server.wait_status("/health/ready", 503, timeout=10)
@@ -128,7 +128,7 @@ def test_a_killed_child_is_restarted_and_sigterm_drains_before_stopping_it(start
     assert second["pid"] != first and len(records(server.record)) == 2
     assert flag(second["argv"], "--port") != flag(records(server.record)[0]["argv"], "--port")
 
-    body = {"messages": [{"role": "user", "content": "write a long story"}], "max_tokens": 300, "temperature": 0}
+    body = {"messages": [{"role": "user", "content": "write a long story"}], "max_tokens": 120, "temperature": 0}
     with httpx.stream("POST", f"{server.url}/v1/chat/completions", json={**body, "stream": True}, timeout=60) as r:
         lines = r.iter_lines()
         next(lines)
