@@ -4,6 +4,7 @@ the model needs: a JPEG through DCT scaling, any image reduced by a whole factor
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 
 import pytest
@@ -14,7 +15,7 @@ from tests.support.images import chart, encode
 from vlserve.errors import ImageError
 from vlserve.media import ImageFetcher, ImageLimits, MediaLoader
 from vlserve.media.images import decode_image, read_size
-from vlserve.media.resize import DEFAULT_MAX_PIXELS
+from vlserve.media.resize import DEFAULT_MAX_PIXELS, ImageBudget
 from vlserve.media.sources import EncodedImage
 
 LIMITS = ImageLimits(max_bytes=20 * 1024 * 1024, max_pixels=40_000_000)
@@ -52,6 +53,22 @@ def test_a_large_jpeg_is_decoded_at_a_dct_scale_still_above_the_budget():
     assert (width, height) == (2000, 1500)  # 1/2 scale: 3 M pixels; 1/4 would be below 1.3 M
     assert width * height >= DEFAULT_MAX_PIXELS
     assert loaded.image.mode == "RGB" and loaded.source is None  # not the client's bytes any more
+
+
+def test_a_large_jpeg_turned_by_its_exif_is_decoded_at_a_dct_scale_upright():
+    stored = chart(4, (4000, 3000))
+    stored.paste((255, 0, 0), (0, 0, 400, 300))  # a red corner, top left as stored
+    exif = Image.Exif()
+    exif[0x0112] = 8  # displayed turned 90 degrees anticlockwise: the corner ends bottom left
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", exif=exif.tobytes())
+    data = buffer.getvalue()
+    loaded = decode_image(data, LIMITS, param="x", target_pixels=DEFAULT_MAX_PIXELS)
+    assert loaded.image.size == (1500, 2000)  # 1/2 scale, then upright
+    fitted = ImageBudget(64 * 1024, DEFAULT_MAX_PIXELS).fit(loaded.image)
+    assert fitted.size == ImageBudget(64 * 1024, DEFAULT_MAX_PIXELS).size_for(3000, 4000)
+    red, green, _ = fitted.getpixel((10, fitted.height - 10))
+    assert red > 200 and green < 60
 
 
 def test_a_large_png_is_reduced_by_a_whole_factor_still_above_the_budget():

@@ -60,3 +60,17 @@ def test_the_processor_sees_the_same_pixels_whether_it_resizes_or_the_gateway_di
         resized = processor(images=[budget.fit(image)], size=size, return_tensors="np")
         assert np.array_equal(direct["image_grid_thw"], resized["image_grid_thw"])
         assert np.array_equal(direct["pixel_values"], resized["pixel_values"])
+
+
+@pytest.mark.parametrize("backend", ["pillow", "torch"])
+def test_a_fitted_image_is_within_the_budget_and_the_processor_leaves_its_size(backend):
+    """Resized once, straight to the processor's size: ``smart_resize`` of that size is that size again."""
+    budget = ImageBudget(64 * 1024, 1280 * 1024)
+    rng = random.Random(5)
+    for width, height in [(4000, 3000), (3000, 4000), (1600, 1200), (100, 80), (5000, 60)] + [
+        (rng.randint(40, 3000), rng.randint(40, 3000)) for _ in range(10)
+    ]:
+        fitted = budget.fit(chart(1, (width, height)), backend=backend)
+        w, h = fitted.size
+        assert w % 32 == 0 and h % 32 == 0 and w * h <= budget.max_pixels
+        assert hf_smart_resize(h, w, factor=32, min_pixels=budget.min_pixels, max_pixels=budget.max_pixels) == (h, w)

@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from vlserve.errors import ImageError
+from vlserve.media.resample import Backend, resize_image
 
 QWEN3_VL_FACTOR = 32  # patch 16 x merge 2
 DEFAULT_MAX_PIXELS = 1280 * 32 * 32  # 1280 visual tokens: the Qwen3-VL README's upper recommendation
@@ -60,10 +61,10 @@ class ImageBudget:
         w, h = self.size_for(width, height)
         return (w // self.factor) * (h // self.factor)
 
-    def fit(self, image: Image.Image, *, param: str = "image") -> Image.Image:
-        """The image at the size the model sees it at (itself when it is already that size)."""
-        size = self.size_for(*image.size, param=param)
-        return image if size == image.size else image.resize(size, Image.Resampling.BICUBIC)
+    def fit(self, image: Image.Image, *, param: str = "image", backend: Backend = "pillow") -> Image.Image:
+        """The image at the size the model sees it at (itself when it is already that size), resized once,
+        straight to that size: a size the processor's own ``smart_resize`` leaves as it is."""
+        return resize_image(image, self.size_for(*image.size, param=param), backend=backend)
 
 
 def budget_from_processor(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -20,6 +21,8 @@ from PIL import Image
 
 from vlserve.engine.base import ChatTurn, EngineRequest, MediaItem, Prepared
 from vlserve.engine.reasoning import answer_starts_in_reasoning, template_thinks
+from vlserve.engine.transformers.cpu import usable_cpus
+from vlserve.engine.transformers.image_inputs import ImageGeometry, image_inputs
 from vlserve.engine.transformers.video_inputs import (
     TIMESTAMPED,
     VIDEO_PAD,
@@ -83,6 +86,7 @@ class PromptBuilder:
         min_pixels: int,
         max_pixels: int,
         model_type: str = "qwen3_vl",
+        fast_images: bool = True,  # False: every image through the checkpoint's own image processor
     ) -> None:
         self._tokenizer = tokenizer
         self._image_processor = image_processor
@@ -95,6 +99,10 @@ class PromptBuilder:
         self.video_token_id: int = tokenizer.convert_tokens_to_ids(VIDEO_PAD)
         self._model_type = model_type
         self._video = VideoGeometry.of(image_processor)
+        # None: a processor this engine does not reproduce (image_inputs), so transformers' processor runs
+        self.image_geometry = ImageGeometry.of(image_processor) if fast_images else None
+        # a request's images side by side (its threads start at the first request with several images)
+        self._pool = ThreadPoolExecutor(max_workers=usable_cpus(), thread_name_prefix="vlserve-images")
         self.thinks = template_thinks(chat_template, tokenizer.get_vocab())  # a reasoning model
 
     def render(
@@ -194,10 +202,9 @@ class PromptBuilder:
         inputs: dict[str, Any] = {}
         image_texts: list[str] = []
         if images:
-            processed = self._image_processor(images=list(images), size=self._size, return_tensors="pt")
-            grid = processed["image_grid_thw"]
+            inputs = self._image_inputs(images)
+            grid = inputs["image_grid_thw"]
             image_texts = [IMAGE_PAD * int(n) for n in grid.prod(-1) // (self.merge_size**2)]
-            inputs = {"pixel_values": processed["pixel_values"], "image_grid_thw": grid}
         video_texts: list[str] = []
         if videos:
             processed_videos = [process_video(item, self._video) for item in videos]
@@ -206,6 +213,14 @@ class PromptBuilder:
             fps = [item.fps for item in videos]
             inputs |= video_model_inputs(processed_videos, fps, self._video, model_type=self._model_type)
         return inputs, image_texts, video_texts
+
+    def _image_inputs(self, images: Sequence[Image.Image]) -> dict[str, Any]:
+        """``pixel_values`` and ``image_grid_thw``: resized once and patched here (image_inputs), or by the
+        checkpoint's processor when its configuration asks for something else."""
+        if self.image_geometry is None:
+            processed = self._image_processor(images=list(images), size=self._size, return_tensors="pt")
+            return {"pixel_values": processed["pixel_values"], "image_grid_thw": processed["image_grid_thw"]}
+        return image_inputs(images, self._budget, self.image_geometry, pool=self._pool)
 
     def build_text(self, request: EngineRequest) -> Prompt:
         """A raw text prompt (/v1/completions) tokenised as it is, as vLLM does: no chat template, no images."""
