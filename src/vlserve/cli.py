@@ -367,8 +367,9 @@ def demo_build(
     shape: Annotated[
         str | None,
         typer.Option(
-            help="A released architecture to fill with random bfloat16 weights instead: qwen3-vl-2b (4.3 GB) or "
-            "qwen3-vl-4b (8.9 GB); written to ~/.cache/vlserve/models/random-SHAPE unless --out is given."
+            help="A released architecture to fill with random bfloat16 weights instead: qwen3-vl-2b (4.3 GB), "
+            "qwen3-vl-4b (8.9 GB) or qwen3-vl-30b-a3b (62 GB; bench/gpu_shape.py builds it with fewer layers); "
+            "written to ~/.cache/vlserve/models/random-SHAPE unless --out is given."
         ),
     ] = None,
 ) -> None:

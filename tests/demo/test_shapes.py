@@ -12,7 +12,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from vlserve.cli import app
@@ -79,14 +81,40 @@ def test_shape_has_the_released_parameter_count_and_bf16_size(shape: str) -> Non
     assert sum(w.nbytes for w in plan) == 2 * PARAMETERS[shape]  # bfloat16 on disk: 4.3 GB and 8.9 GB
 
 
+def test_30b_a3b_shape_is_the_released_moe_config() -> None:
+    hub_id, config = shape_config("qwen3-vl-30b-a3b")
+    text, vision = config["text_config"], config["vision_config"]
+    assert hub_id == "Qwen/Qwen3-VL-30B-A3B-Instruct"
+    assert (config["model_type"], config["architectures"]) == ("qwen3_vl_moe", ["Qwen3VLMoeForConditionalGeneration"])
+    assert (text["hidden_size"], text["num_hidden_layers"], text["num_attention_heads"]) == (2048, 48, 32)
+    assert (text["num_key_value_heads"], text["head_dim"], text["vocab_size"]) == (4, 128, 151936)
+    assert (text["num_experts"], text["num_experts_per_tok"], text["moe_intermediate_size"]) == (128, 8, 768)
+    assert config["tie_word_embeddings"] is False and text["tie_word_embeddings"] is False
+    assert (vision["depth"], vision["hidden_size"], vision["intermediate_size"], vision["num_heads"]) == (
+        27, 1152, 4304, 16
+    )  # fmt: skip
+    assert (vision["out_hidden_size"], vision["deepstack_visual_indexes"]) == (2048, [8, 16, 24])
+
+
+def test_30b_a3b_shape_has_31_billion_parameters_with_experts_stored_as_released() -> None:
+    plan, counts = weight_plan(shape_config("qwen3-vl-30b-a3b")[1])
+    assert counts["total"] == 31_070_754_032  # "31.1B params"; 62.1 GB in bfloat16, as the released files
+    shapes = {w.name: (w.shape, w.init) for w in plan}
+    layer = "model.language_model.layers.0.mlp"
+    assert shapes[f"{layer}.experts.gate_up_proj"] == ((128, 2048, 1536), "normal")  # (experts, in, out)
+    assert shapes[f"{layer}.experts.down_proj"] == ((128, 768, 2048), "normal")
+    assert shapes[f"{layer}.gate.weight"] == ((128, 2048), "normal")  # the router is drawn, not left at one
+    assert "lm_head.weight" in shapes  # untied
+
+
 def test_unknown_shape_is_one_clear_line(tmp_path: Path) -> None:
-    with pytest.raises(UnknownShapeError, match="known shapes: qwen3-vl-2b, qwen3-vl-4b"):
+    with pytest.raises(UnknownShapeError, match="known shapes: qwen3-vl-2b, qwen3-vl-4b, qwen3-vl-30b-a3b"):
         build_shape_model(tmp_path / "x", "qwen3-vl-9b")
     assert not (tmp_path / "x").exists()
     result = CliRunner().invoke(app, ["demo", "build", "--shape", "qwen3-vl-9b", "--out", str(tmp_path / "y")])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "error: unknown shape 'qwen3-vl-9b'; known shapes: qwen3-vl-2b, qwen3-vl-4b"
+        "error: unknown shape 'qwen3-vl-9b'; known shapes: qwen3-vl-2b, qwen3-vl-4b, qwen3-vl-30b-a3b"
     ]
     assert not (tmp_path / "y").exists()
 
@@ -142,3 +170,26 @@ def test_tiny_shape_answers_a_question_about_an_image(tiny: Path) -> None:
     assert sum(prompt.mm_token_type_ids) == 64
     assert deltas[-1].finish_reason in ("stop", "length")
     assert 1 <= deltas[-1].usage.completion_tokens <= 5
+
+
+TINY_MOE = {
+    "text_config": {
+        **TINY["text_config"], "num_hidden_layers": 1, "num_experts": 4, "num_experts_per_tok": 2,
+        "moe_intermediate_size": 48,
+    },
+    "vision_config": TINY["vision_config"],
+}  # fmt: skip
+
+
+def test_tiny_moe_shape_loads_and_answers(tmp_path: Path) -> None:
+    """The 30B-A3B pipeline at tiny widths: experts stored as released load through transformers' transpose."""
+    path = build_shape_model(tmp_path / "random-moe", "qwen3-vl-30b-a3b", overrides=TINY_MOE)
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.architecture == "Qwen3VLMoeForConditionalGeneration"
+    experts = checkpoint.model.model.language_model.layers[0].mlp.experts
+    assert tuple(experts.gate_up_proj.shape) == (4, 96, 64) and tuple(experts.down_proj.shape) == (4, 64, 48)
+    stored = load_file(path / "model.safetensors")["model.language_model.layers.0.mlp.experts.down_proj"]
+    assert tuple(stored.shape) == (4, 48, 64)
+    assert torch.equal(experts.down_proj.detach().to(torch.bfloat16), stored.transpose(1, 2))
+    ids = checkpoint.tokenizer("hello", return_tensors="pt").input_ids
+    assert checkpoint.model(input_ids=ids).logits.shape[-1] == 151936

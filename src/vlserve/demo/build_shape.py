@@ -21,7 +21,13 @@ from typing import Any
 
 import torch
 from safetensors.torch import save_file
-from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+from transformers import (
+    PreTrainedConfig,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
+    Qwen3VLMoeConfig,
+    Qwen3VLMoeForConditionalGeneration,
+)
 
 from vlserve.demo.build import MANIFEST_NAME, _write_json, write_atomically, write_tokenizer_and_processors
 from vlserve.demo.config import IMAGE_PROCESSOR_CONFIG
@@ -59,18 +65,37 @@ class Weight:
         return torch.Size(self.shape).numel() * _DTYPE.itemsize
 
 
-def _model_config(config: dict[str, Any]) -> Qwen3VLConfig:
-    return Qwen3VLConfig.from_dict(config)
+# architecture -> (its config class, its model class)
+_CLASSES: dict[str, tuple[type[PreTrainedConfig], type[torch.nn.Module]]] = {
+    "Qwen3VLForConditionalGeneration": (Qwen3VLConfig, Qwen3VLForConditionalGeneration),
+    "Qwen3VLMoeForConditionalGeneration": (Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration),
+}
+
+
+def _meta_model(config: dict[str, Any]) -> torch.nn.Module:
+    config_class, model_class = _CLASSES[config["architectures"][0]]
+    with torch.device("meta"):
+        return model_class(config_class.from_dict(config))
+
+
+def _stored_shape(config: dict[str, Any], name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape a weight has in the released files. Qwen3-VL-MoE stores each layer's stacked experts as
+    (experts, in, out), which transformers transposes to its (experts, out, in) on load (its conversion
+    mapping for qwen3_vl_moe); storing them as released makes the load do that work too."""
+    if config.get("model_type") == "qwen3_vl_moe" and name.endswith((".experts.gate_up_proj", ".experts.down_proj")):
+        return (shape[0], shape[2], shape[1])
+    return shape
 
 
 def weight_plan(config: dict[str, Any]) -> tuple[list[Weight], dict[str, int]]:
     """Every stored weight of the model `config` describes, in state-dict order, and its parameter counts.
 
     A tied output embedding (the 2B and 4B tie `lm_head` to the input embedding) is stored once,
-    under the input embedding's name, as in the released checkpoints.
+    under the input embedding's name, as in the released checkpoints. Matrices are drawn, also those of
+    modules that are not layers (a MoE's router and its experts' stacked weights); vectors of other
+    modules (norm scales) start at one.
     """
-    with torch.device("meta"):
-        model = Qwen3VLForConditionalGeneration(_model_config(config))
+    model = _meta_model(config)
     drawn = (torch.nn.Linear, torch.nn.Conv3d, torch.nn.Embedding)
     seen: set[int] = set()
     plan: list[Weight] = []
@@ -80,20 +105,26 @@ def weight_plan(config: dict[str, Any]) -> tuple[list[Weight], dict[str, int]]:
                 continue
             seen.add(id(param))
             # biases start at zero, norm scales at one, the rest is drawn
-            init = "zeros" if param_name == "bias" else "normal" if isinstance(module, drawn) else "ones"
-            plan.append(Weight(f"{module_name}.{param_name}", tuple(param.shape), init))
+            matrix = isinstance(module, drawn) or param.ndim >= 2
+            init = "zeros" if param_name == "bias" else "normal" if matrix else "ones"
+            name = f"{module_name}.{param_name}"
+            plan.append(Weight(name, _stored_shape(config, name, tuple(param.shape)), init))
     total = sum(torch.Size(w.shape).numel() for w in plan)
     vision = sum(p.numel() for p in model.model.visual.parameters())
     return plan, {"total": total, "vision": vision, "text": total - vision}
 
 
-def _draw(weight: Weight, index: int, seed: int, std: float) -> torch.Tensor:
+def _draw(weight: Weight, index: int, seed: int, std: float, device: torch.device) -> torch.Tensor:
+    """The weight's values, made on `device` (a GPU draws billions of them in seconds) and handed back on the CPU.
+
+    The draws depend on the device's generator: the same seed gives other values on a GPU than on the CPU."""
     if weight.init == "ones":
         return torch.ones(weight.shape, dtype=_DTYPE)
     if weight.init == "zeros":
         return torch.zeros(weight.shape, dtype=_DTYPE)
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + index)  # one stream per weight
-    return torch.empty(weight.shape, dtype=_DTYPE).normal_(0.0, std, generator=generator)
+    generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + index)  # one stream per weight
+    values = torch.empty(weight.shape, dtype=_DTYPE, device=device).normal_(0.0, std, generator=generator)
+    return values.cpu()
 
 
 def _shards(plan: list[Weight]) -> list[list[int]]:
@@ -109,7 +140,7 @@ def _shards(plan: list[Weight]) -> list[list[int]]:
     return shards
 
 
-def _write_weights(out: Path, plan: list[Weight], seed: int, std: float) -> None:
+def _write_weights(out: Path, plan: list[Weight], seed: int, std: float, device: torch.device) -> None:
     shards = _shards(plan)
     names = (
         ["model.safetensors"]
@@ -118,7 +149,7 @@ def _write_weights(out: Path, plan: list[Weight], seed: int, std: float) -> None
     )
     weight_map: dict[str, str] = {}
     for file_name, indices in zip(names, shards, strict=True):
-        tensors = {plan[i].name: _draw(plan[i], i, seed, std) for i in indices}
+        tensors = {plan[i].name: _draw(plan[i], i, seed, std, device) for i in indices}
         save_file(tensors, out / file_name, metadata={"format": "pt"})
         weight_map.update(dict.fromkeys(tensors, file_name))
         del tensors
@@ -159,9 +190,11 @@ def _check_space(directory: Path, needed: int) -> None:
         )
 
 
-def _write_shape(out: Path, config: dict[str, Any], plan: list[Weight], seed: int, manifest: dict[str, Any]) -> None:
+def _write_shape(
+    out: Path, config: dict[str, Any], plan: list[Weight], seed: int, manifest: dict[str, Any], device: torch.device
+) -> None:
     text = config["text_config"]
-    _write_weights(out, plan, seed, std=float(text["initializer_range"]))
+    _write_weights(out, plan, seed, std=float(text["initializer_range"]), device=device)
     _write_json(out / "config.json", config)
     _write_json(out / "generation_config.json", GENERATION_CONFIG)
     tokenizer = train_qwen_sized_tokenizer(seed=seed, model_max_length=int(text["max_position_embeddings"]))
@@ -179,6 +212,7 @@ def build_shape_model(
     seed: int = 0,
     overwrite: bool = False,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    device: str | torch.device = "cpu",
 ) -> Path:
     """Write a random-weight checkpoint of `shape` (a name in shapes.SHAPES) to `out_dir` and return it.
 
@@ -186,6 +220,8 @@ def build_shape_model(
     empty directory is filled; any other existing path is an error; nothing half-written is left.
     `overrides` replaces keys of text_config / vision_config (tests build the same pipeline at tiny
     sizes); the manifest then records them, and the directory is no longer the released shape.
+    `device` is where the random values are drawn (``cuda``: much faster for billions of them); they are
+    written from the CPU, one shard at a time.
     UnknownShapeError and NotEnoughSpaceError are raised before anything is written.
     """
     hub_id, config = shape_config(shape)
@@ -210,5 +246,7 @@ def build_shape_model(
     if overrides:
         manifest["overrides"] = {part: dict(values) for part, values in overrides.items()}
     return write_atomically(
-        out_dir, lambda staging: _write_shape(staging, config, plan, seed, manifest), overwrite=overwrite
+        out_dir,
+        lambda staging: _write_shape(staging, config, plan, seed, manifest, torch.device(device)),
+        overwrite=overwrite,
     )

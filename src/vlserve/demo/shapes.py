@@ -1,6 +1,6 @@
 """Released Qwen3-VL architectures the demo builder can fill with random weights.
 
-Each shape is the `config.json` of a released dense Qwen3-VL checkpoint, value for value, so that a
+Each shape is the `config.json` of a released Qwen3-VL checkpoint, value for value, so that a
 random-weight checkpoint built from it costs what the real one costs to load, hold and run (same
 layers, widths, vocabulary, vision tower and 3-D rotary layout); only the weights differ.
 
@@ -14,6 +14,15 @@ Sources (the Hugging Face files, and public copies of their values that were rea
 - https://huggingface.co/Qwen/Qwen3-VL-2B-Instruct/blob/main/generation_config.json: temperature 0.7,
   top_p 0.8, top_k 20 (the same for the 4B).
 The two share every key but the text model's sizes and the vision merger's output width.
+
+One mixture-of-experts shape, Qwen3-VL-30B-A3B (``Qwen3VLMoeForConditionalGeneration``), from
+https://huggingface.co/Qwen/Qwen3-VL-30B-A3B-Instruct/blob/main/config.json, whose architecture keys
+were read from a public transcription of that file (at its commit 1fc78ad, in a Rust parser's test) and
+agree with the product specification (128 experts, 8 active), the project's GPU notes (hidden 2048, 32 heads,
+4 KV heads of 128, moe_intermediate 768, ViT 1152 x 27 with ffn 4304, deepstack [8, 16, 24]) and
+transformers' Qwen3VLMoeVisionConfig defaults, documented against that checkpoint. The transcription
+leaves out keys its parser does not read (activation, initializer range, dropout, token ids, dtype);
+those are taken from the dense shapes above, the same family's values.
 """
 
 from __future__ import annotations
@@ -83,6 +92,35 @@ def _dense_qwen3_vl(
     }
 
 
+def _qwen3_vl_30b_a3b() -> dict[str, Any]:
+    """Qwen3-VL-30B-A3B-Instruct's config.json (sources in the module docstring): a 48-layer MoE text model,
+    128 experts of width 768 with 8 active per token, untied embeddings, and the 8B's vision tower."""
+    config = _dense_qwen3_vl(hidden_size=2048, intermediate_size=6144, num_hidden_layers=48, num_attention_heads=32)
+    text = config["text_config"]
+    text.update(
+        model_type="qwen3_vl_moe_text",
+        num_key_value_heads=4,
+        tie_word_embeddings=False,
+        decoder_sparse_step=1,
+        mlp_only_layers=[],
+        moe_intermediate_size=768,
+        norm_topk_prob=True,
+        num_experts=128,
+        num_experts_per_tok=8,
+    )
+    config["vision_config"].update(
+        model_type="qwen3_vl_moe",
+        depth=27,
+        hidden_size=1152,
+        intermediate_size=4304,
+        deepstack_visual_indexes=[8, 16, 24],
+    )
+    config.update(
+        architectures=["Qwen3VLMoeForConditionalGeneration"], model_type="qwen3_vl_moe", tie_word_embeddings=False
+    )
+    return config
+
+
 # name -> (hub id of the released checkpoint, its config.json)
 SHAPES: dict[str, tuple[str, dict[str, Any]]] = {
     "qwen3-vl-2b": (
@@ -93,6 +131,7 @@ SHAPES: dict[str, tuple[str, dict[str, Any]]] = {
         "Qwen/Qwen3-VL-4B-Instruct",
         _dense_qwen3_vl(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32),
     ),
+    "qwen3-vl-30b-a3b": ("Qwen/Qwen3-VL-30B-A3B-Instruct", _qwen3_vl_30b_a3b()),
 }
 
 # The released Instruct checkpoints' generation_config.json: sampling on, stop at <|im_end|> or <|endoftext|>.
