@@ -192,7 +192,7 @@ def gateway(rounds: int) -> None:
 
     variants = {
         "full decode, Pillow resize (the issue's 'today')": path(target=None, backend="pillow"),
-        "1/2 DCT scale, Pillow resize (the code before)": path(target=BUDGET.max_pixels, backend="pillow"),
+        "1/2 DCT scale, Pillow resize (the gateway)": path(target=BUDGET.max_pixels, backend="pillow"),
         "1/2 DCT scale, torch resize": path(target=BUDGET.max_pixels, backend="torch"),
     }
     cpu = best_cpu(variants, rounds)
