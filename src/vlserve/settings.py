@@ -218,6 +218,13 @@ class Settings(BaseSettings):
         description="One attempt per temperature: a page cut off, not JSON or off-schema is retried at the next.",
     )
     document_concurrency: int = Field(default=0, ge=0, description="Pages in flight per server (0: the batch size).")
+    pdf_workers: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="Processes rendering document PDF pages side by side (a file that crashes the renderer fails "
+        "its page, not the server); 0: in the server process, one page at a time.",
+    )
     document_keep_files: bool = Field(
         default=False, description="Keep a job's uploaded files in the database after it ends (results are kept)."
     )

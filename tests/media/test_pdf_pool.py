@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,26 +15,7 @@ from tests.support.pdfs import encrypted
 from vlserve.errors import DocumentError, ServerError
 from vlserve.media import pdf
 
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The shared ``no_network`` guard, except for Unix sockets: workers start through multiprocessing's
-    forkserver, which this process reaches over a Unix socket."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("this test must not touch the network")
-
-    connect = socket.socket.connect
-
-    def local_only(self: socket.socket, address: object) -> None:
-        if self.family != socket.AF_UNIX:
-            refuse()
-        connect(self, address)
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", local_only)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+pytestmark = pytest.mark.usefixtures("no_network_but_unix_sockets")
 
 
 # (width, height) in points: portrait, landscape, square, and a tall strip.

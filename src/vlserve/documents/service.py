@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from sqlalchemy.orm import sessionmaker
 
 from vlserve.documents.intake import DocumentIntake, Submission, Upload, parse_schema
+from vlserve.documents.renderer import PdfRenderer
 from vlserve.documents.runner import DocumentRunner
 from vlserve.documents.sources import PageSource
 from vlserve.errors import ClientError, NotFoundError
@@ -46,7 +47,10 @@ class DocumentService:
         self._generation = generation
         self.store = JobStore(sessions, keep_files=settings.document_keep_files)
         self._intake = DocumentIntake(self.store, settings)
-        source = PageSource(self.store, settings.data_dir / "documents", settings.image_limits(), decode_budget)
+        self._renderer = PdfRenderer(settings.pdf_workers)
+        source = PageSource(
+            self.store, settings.data_dir / "documents", settings.image_limits(), decode_budget, self._renderer
+        )
         worker = settings.document_worker
         self.runner = DocumentRunner(self.store, generation, source, settings, quota) if worker else None
 
@@ -58,6 +62,7 @@ class DocumentService:
     async def close(self) -> None:
         if self.runner is not None:
             await self.runner.stop()
+        await asyncio.to_thread(self._renderer.close)
 
     async def submit(
         self, uploads: Sequence[Upload], form: Submission, principal: Principal | None = None

@@ -1,11 +1,11 @@
 """A job's files as pages: each file is copied once from the database to a local cache, pages render from it.
 
 Only the page being read is ever an image in memory: a PDF page is rendered on demand from the cached
-file (``vlserve.media.pdf``), an image file is decoded when its page comes up, straight to about the size
-the page is read at (a JPEG through DCT scaling, any image reduced by a whole factor; see
-``vlserve.media.images``) and within the server's decode budget (``vlserve.media.decode_budget``), like
-every other untrusted image. Each server keeps its own cache, so servers sharing one PostgreSQL need no
-shared disk.
+file (``vlserve.media.pdf``, in the renderer's worker processes: ``vlserve.documents.renderer``), an image
+file is decoded when its page comes up, straight to about the size the page is read at (a JPEG through DCT
+scaling, any image reduced by a whole factor; see ``vlserve.media.images``) and within the server's decode
+budget (``vlserve.media.decode_budget``), like every other untrusted image. Each server keeps its own
+cache, so servers sharing one PostgreSQL need no shared disk.
 """
 
 from __future__ import annotations
@@ -20,17 +20,23 @@ from pathlib import Path
 
 from PIL import Image
 
+from vlserve.documents.renderer import PdfRenderer
 from vlserve.media.decode_budget import DecodeBudget
 from vlserve.media.images import ImageLimits, decode_image, read_size
-from vlserve.media.pdf import render_page
 from vlserve.store.jobs import ClaimedPage, JobStore
 
 
 class PageSource:
     def __init__(
-        self, store: JobStore, cache_dir: Path, image_limits: ImageLimits, budget: DecodeBudget | None = None
+        self,
+        store: JobStore,
+        cache_dir: Path,
+        image_limits: ImageLimits,
+        budget: DecodeBudget | None = None,
+        renderer: PdfRenderer | None = None,
     ) -> None:
         self._store = store
+        self._renderer = renderer if renderer is not None else PdfRenderer(0)
         self._cache = cache_dir
         self._limits = image_limits
         self._budget = budget if budget is not None else DecodeBudget(0, wait_s=0)
@@ -51,7 +57,7 @@ class PageSource:
         An image file waits for its pixels in the decode budget (503 when they do not come in time)."""
         path = await asyncio.to_thread(self._file, page.document_id, page.file_position)
         if page.kind == "pdf":
-            return await asyncio.to_thread(render_page, path, page.file_page, longest_side=longest_side)
+            return await self._renderer.render(path, page.file_page, longest_side=longest_side)
         data, (width, height) = await asyncio.to_thread(self._header, path)
         decode = partial(_decode_page, data, self._limits, (width, height), longest_side)
         return await self._budget.run(width * height, decode)
