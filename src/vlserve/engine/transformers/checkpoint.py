@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextTo
 from vlserve.engine.base import GREEDY, SamplingParams
 from vlserve.engine.checkpoint_files import CheckpointError, architecture, context_length, read_config
 from vlserve.engine.transformers.cpu import native_bfloat16, usable_cpus
+from vlserve.engine.transformers.patch_embed import use_matmul_patch_embeddings
 
 log = logging.getLogger("vlserve.engine")
 
@@ -150,6 +151,7 @@ def load_checkpoint(model_dir: Path, *, device: str = "auto", dtype: str = "auto
     if torch_device.type != "cuda":
         model = model.to(torch_device)
     model.eval()
+    use_matmul_patch_embeddings(model)
 
     generation = (
         GenerationConfig.from_pretrained(model_dir) if (model_dir / "generation_config.json").is_file() else None
