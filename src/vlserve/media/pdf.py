@@ -166,7 +166,10 @@ class _Pool:
                 if 0 <= index < count:
                     link = min(self._load, key=self._load.__getitem__)
                     self._load[link] += 1
-                    link.send((len(order) - 1, index, self._free.pop()))
+                    try:
+                        link.send((len(order) - 1, index, self._free.pop()))
+                    except OSError:  # BrokenPipeError: the worker is gone
+                        raise _stopped() from None
                 else:
                     done[len(order) - 1] = IndexError(f"page index {index} is outside a document of {count} pages")
             if given == len(order):
@@ -186,7 +189,7 @@ class _Pool:
             try:
                 position, slot, size, message = link.recv()
             except (EOFError, OSError):
-                raise ServerError("the PDF page renderer stopped unexpectedly") from None
+                raise _stopped() from None
             self._load[link] -= 1
             if message is None:
                 done[position] = (slot, size)
@@ -216,6 +219,10 @@ class _Pool:
         self._links.clear()
         self._memory.close()
         self._memory.unlink()
+
+
+def _stopped() -> ServerError:
+    return ServerError("the PDF page renderer stopped unexpectedly")
 
 
 def _work(link: Connection, path: str, longest_side: int, memory_name: str, slot_bytes: int) -> None:
