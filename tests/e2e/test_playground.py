@@ -56,6 +56,7 @@ class Visit:
         self.page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
         self.origin = server.url
+        self.server = server
         self.page.goto(server.url + "/")
 
     def attach(self, *files: tuple[str, str, bytes]) -> None:
@@ -81,9 +82,13 @@ class Visit:
         self.page.click("#ask")
 
     def wait_status(self, text: str, timeout: float = 60_000) -> str:
-        self.page.wait_for_function(
-            "text => document.getElementById('status').textContent.includes(text)", arg=text, timeout=timeout
-        )
+        try:
+            self.page.wait_for_function(
+                "text => document.getElementById('status').textContent.includes(text)", arg=text, timeout=timeout
+            )
+        except Exception as exc:  # say what the page and the server show instead
+            shown = f"status {self.text('#status')!r}, error {self.text('#error')!r}, answer {self.text('#answer')!r}"
+            raise AssertionError(f"{exc}\n{shown[:2000]}\nserver log:\n{self.server.log()[-4000:]}") from None
         return self.page.text_content("#status")
 
     def text(self, selector: str) -> str:

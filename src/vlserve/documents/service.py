@@ -60,9 +60,11 @@ class DocumentService:
             log.info("document worker %s: %d page(s) at a time", self.runner.worker, self._settings.page_concurrency())
 
     async def close(self) -> None:
-        if self.runner is not None:
-            await self.runner.stop()
-        await asyncio.to_thread(self._renderer.close)
+        try:
+            if self.runner is not None:
+                await self.runner.stop()
+        finally:  # always: its worker processes would hold the server's exit (a database gone at stop, say)
+            await asyncio.to_thread(self._renderer.close)
 
     async def submit(
         self, uploads: Sequence[Upload], form: Submission, principal: Principal | None = None
