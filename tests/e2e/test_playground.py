@@ -76,8 +76,10 @@ class Visit:
         self.page.dispatch_event("#drop", "dragover", {"dataTransfer": transfer})
         self.page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
 
-    def ask(self, question: str, max_tokens: int = 24) -> None:
+    def ask(self, question: str, max_tokens: int = 24, temperature: float | None = None) -> None:
         self.page.fill("#max-tokens", str(max_tokens))
+        if temperature is not None:
+            self.page.fill("#temperature", str(temperature))
         self.page.fill("#question", question)
         self.page.click("#ask")
 
@@ -185,6 +187,9 @@ def test_stop_ends_a_stream_and_the_page_can_ask_again(visit):
     page = visit()
     page.drop(*png(4))
     assert page.text("#file-list").startswith("chart-4.png")
+    # Sampled from random weights, an answer may end on its own within a few dozen tokens, before the click:
+    # the page's own request, with ignore_eos added on its way out, runs until it is stopped.
+    page.page.route("**/v1/chat/completions", endless)
     page.ask("Describe the chart at length.", max_tokens=2000)
     page.page.wait_for_function("() => document.getElementById('answer').textContent.length > 0")
     page.page.click("#stop")
@@ -195,6 +200,11 @@ def test_stop_ends_a_stream_and_the_page_can_ask_again(visit):
     assert page.page.is_enabled("#ask") and page.page.is_disabled("#stop")
     page.ask("And now briefly?", max_tokens=8)
     page.wait_status(DONE)
+
+
+def endless(route) -> None:
+    body = json.loads(route.request.post_data)
+    route.continue_(post_data=json.dumps({**body, "ignore_eos": True}))
 
 
 # Random weights answer under this grammar in a handful of tokens, so pages succeed (tests/e2e/test_documents.py).
@@ -249,7 +259,7 @@ def test_json_mode_answers_json_that_validates_against_the_schema_typed_in(visit
     assert '"vendor"' in page.page.input_value("#schema")
     page.page.fill("#schema", json.dumps(SCHEMA, indent=2))
     page.attach(png(5))
-    page.ask("How many bars are there?", max_tokens=400)
+    page.ask("How many bars are there?", max_tokens=400, temperature=0)  # sampled, whitespace may run to 400
     page.wait_status(DONE)
     parsed = json.loads(page.text("#json-parsed"))
     jsonschema.validate(parsed, SCHEMA)
