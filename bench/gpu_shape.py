@@ -192,22 +192,13 @@ def profile(model_dir: Path, args: argparse.Namespace) -> None:
     from torch.profiler import ProfilerActivity
 
     from vlserve.engine.base import ChatTurn, EngineRequest, SamplingParams
-    from vlserve.engine.checkpoint_files import image_budget
     from vlserve.engine.transformers.checkpoint import load_checkpoint
     from vlserve.engine.transformers.prompting import PromptBuilder
     from vlserve.engine.transformers.runner import HFBatchRunner
     from vlserve.engine.transformers.scheduler import GenerationRequest
 
     checkpoint = load_checkpoint(model_dir, device=args.device, dtype=args.dtype)
-    budget = image_budget(model_dir, min_pixels=None, max_pixels=None)
-    builder = PromptBuilder(
-        checkpoint.tokenizer,
-        checkpoint.image_processor,
-        checkpoint.chat_template,
-        min_pixels=budget.min_pixels,
-        max_pixels=budget.max_pixels,
-        model_type=checkpoint.model_type,
-    )
+    builder = PromptBuilder.for_checkpoint(checkpoint, model_dir, min_pixels=None, max_pixels=None)
     runner = HFBatchRunner(checkpoint.model, checkpoint.tokenizer, checkpoint.eos_token_ids, checkpoint.pad_token_id)
     params = SamplingParams(temperature=0.0, ignore_eos=True).over(checkpoint.default_sampling)
     warm, timed = 3, 10

@@ -14,7 +14,7 @@ from PIL import Image
 from transformers import AutoImageProcessor
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from tests.support.images import chart
+from tests.support.images import chart, photo
 from vlserve.engine.base import ChatTurn
 from vlserve.engine.transformers.image_inputs import ImageGeometry, image_inputs, processor_rgb
 from vlserve.engine.transformers.prompting import PromptBuilder
@@ -30,15 +30,6 @@ LIMITS = ImageLimits(max_bytes=10**8, max_pixels=10**8)
 @pytest.fixture(scope="module")
 def processor(demo_model):
     return AutoImageProcessor.from_pretrained(demo_model, local_files_only=True)
-
-
-def photo(size: tuple[int, int], seed: int = 0) -> Image.Image:
-    """Smooth colour with noise: every pixel differs, as in a photograph."""
-    width, height = size
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([x * 255 / width, y * 255 / height, (x + y) * 255 / (width + height)], -1)
-    return Image.fromarray(np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8))
 
 
 def theirs(processor, images: list[Image.Image], budget: ImageBudget = BUDGET) -> dict[str, np.ndarray]:

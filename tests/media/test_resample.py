@@ -9,17 +9,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tests.support.images import photo
 from vlserve.media.resample import resize_image, resize_pixels
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def photo(size: tuple[int, int], seed: int = 0) -> Image.Image:
-    width, height = size
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([x * 255 / width, y * 255 / height, (x + y) * 255 / (width + height)], -1)
-    return Image.fromarray(np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8))
 
 
 def test_torch_resizes_within_two_levels_of_pillow_shrinking_and_enlarging():

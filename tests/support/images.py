@@ -6,6 +6,7 @@ import base64
 import io
 import random
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 
@@ -40,3 +41,12 @@ def data_url(data: bytes, mime: str = "image/png") -> str:
 
 def chart_url(seed: int, fmt: str = "PNG") -> str:
     return data_url(encode(chart(seed), fmt), f"image/{fmt.lower()}")
+
+
+def photo(size: tuple[int, int], seed: int = 0) -> Image.Image:
+    """Smooth colour with noise: every pixel differs, as in a photograph."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 / width, y * 255 / height, (x + y) * 255 / (width + height)], -1)
+    return Image.fromarray(np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8))

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from vlserve.engine.base import Delta, EngineRequest, EngineStatus, ModelInfo, Prepared, SamplingParams
 from vlserve.engine.budget import completion_budget
 from vlserve.engine.capabilities import ALL_FEATURES, check_sampling_extensions, refuse_unsupported
-from vlserve.engine.checkpoint_files import image_budget
 from vlserve.engine.reasoning import with_reasoning
 from vlserve.engine.transformers.checkpoint import Checkpoint, load_checkpoint, set_cpu_threads
 from vlserve.engine.transformers.grammar import GrammarCache
@@ -85,15 +84,10 @@ class TransformersEngine:
         set_cpu_threads(s.cpu_threads)
         checkpoint = await asyncio.to_thread(load_checkpoint, s.model_dir(), device=s.device, dtype=s.dtype)
         self._checkpoint = checkpoint
-        budget = image_budget(s.model_dir(), min_pixels=s.min_pixels, max_pixels=s.max_pixels)
-        self._builder = PromptBuilder(
-            checkpoint.tokenizer,
-            checkpoint.image_processor,
-            checkpoint.chat_template,
-            min_pixels=budget.min_pixels,
-            max_pixels=budget.max_pixels,
-            model_type=checkpoint.model_type,
+        self._builder = PromptBuilder.for_checkpoint(
+            checkpoint, s.model_dir(), min_pixels=s.min_pixels, max_pixels=s.max_pixels
         )
+        budget = self._builder.budget
         max_len = min(s.max_model_len or checkpoint.max_position_embeddings, checkpoint.max_position_embeddings)
         self._info = ModelInfo(
             id=s.model_name(),

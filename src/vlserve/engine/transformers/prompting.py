@@ -15,11 +15,12 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from PIL import Image
 
 from vlserve.engine.base import ChatTurn, EngineRequest, MediaItem, Prepared
+from vlserve.engine.checkpoint_files import image_budget
 from vlserve.engine.reasoning import answer_starts_in_reasoning, template_thinks
 from vlserve.engine.transformers.cpu import usable_cpus
 from vlserve.engine.transformers.image_inputs import ImageGeometry, image_inputs
@@ -35,6 +36,11 @@ from vlserve.engine.transformers.video_inputs import (
 from vlserve.engine.vision_ids import template_variables
 from vlserve.errors import ClientError
 from vlserve.media.resize import ImageBudget
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from vlserve.engine.transformers.checkpoint import Checkpoint
 
 IMAGE_PAD = "<|image_pad|>"
 RESERVED_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
@@ -94,7 +100,7 @@ class PromptBuilder:
         self._size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
         self.merge_size = int(getattr(image_processor, "merge_size", 2))
         factor = int(getattr(image_processor, "patch_size", 16)) * self.merge_size
-        self._budget = ImageBudget(min_pixels, max_pixels, factor)
+        self.budget = ImageBudget(min_pixels, max_pixels, factor)
         self.image_token_id: int = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
         self.video_token_id: int = tokenizer.convert_tokens_to_ids(VIDEO_PAD)
         self._model_type = model_type
@@ -104,6 +110,21 @@ class PromptBuilder:
         # a request's images side by side (its threads start at the first request with several images)
         self._pool = ThreadPoolExecutor(max_workers=usable_cpus(), thread_name_prefix="vlserve-images")
         self.thinks = template_thinks(chat_template, tokenizer.get_vocab())  # a reasoning model
+
+    @classmethod
+    def for_checkpoint(
+        cls, checkpoint: Checkpoint, model_dir: Path, *, min_pixels: int | None, max_pixels: int | None
+    ) -> PromptBuilder:
+        """The builder for a loaded checkpoint, its pixel budget from the settings or else its processor's."""
+        budget = image_budget(model_dir, min_pixels=min_pixels, max_pixels=max_pixels)
+        return cls(
+            checkpoint.tokenizer,
+            checkpoint.image_processor,
+            checkpoint.chat_template,
+            min_pixels=budget.min_pixels,
+            max_pixels=budget.max_pixels,
+            model_type=checkpoint.model_type,
+        )
 
     def render(
         self,
@@ -175,7 +196,7 @@ class PromptBuilder:
         images = [item.image for item in request.media if item.kind == "image"]
         videos = [item for item in request.media if item.kind == "video"]
         for image in images:
-            self._budget.size_for(*image.size, param="messages")  # refuse what the processor cannot take
+            self.budget.size_for(*image.size, param="messages")  # refuse what the processor cannot take
         text = self._render_request(request)
         reasoning = None
         if self.thinks:
@@ -220,7 +241,7 @@ class PromptBuilder:
         if self.image_geometry is None:
             processed = self._image_processor(images=list(images), size=self._size, return_tensors="pt")
             return {"pixel_values": processed["pixel_values"], "image_grid_thw": processed["image_grid_thw"]}
-        return image_inputs(images, self._budget, self.image_geometry, pool=self._pool)
+        return image_inputs(images, self.budget, self.image_geometry, pool=self._pool)
 
     def build_text(self, request: EngineRequest) -> Prompt:
         """A raw text prompt (/v1/completions) tokenised as it is, as vLLM does: no chat template, no images."""
