@@ -5,7 +5,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup services promtool chromium image-tools image-test serve test lint demo clean
+.PHONY: setup services promtool chromium image-tools image-test wheel-test reference docs dist serve test lint demo clean
 
 setup: $(VENV)/.installed
 
@@ -62,22 +62,42 @@ image-tools:
 image-test: setup image-tools
 	$(BIN)/pytest -q -m image tests/deploy/test_image_build.py
 
+# The sdist and the wheel (`python -m build`), then the wheel alone in a fresh venv: it builds the demo, serves it,
+# answers a chat request and a document job, migrates a new database and serves /docs (tests/packaging/test_wheel.py).
+wheel-test: setup services
+	$(BIN)/pytest -q -m wheel tests/packaging/test_wheel.py
+
+dist: setup
+	$(BIN)/python -m build --outdir dist .
+
+# The reference pages generated from the code (docs/reference/: settings, CLI, API), rewritten after a change to
+# a setting, a command or a route; the suite fails on a stale one.
+reference: setup
+	$(BIN)/python docs/_hooks/reference.py
+
+# The documentation site, strictly (no broken link, no page outside the nav), into site/; `$(BIN)/mkdocs serve`
+# browses it at http://127.0.0.1:8000 while you edit docs/.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 # The suite and, side by side with it, the CPU image built and run for real (tests/deploy/test_image_build.py:
-# minutes the first time, most of them debootstrap and pip waiting on the network); its log follows the suite's.
+# minutes the first time, most of them debootstrap and pip waiting on the network), then the wheel served from a
+# fresh venv (tests/packaging/test_wheel.py); their log follows the suite's. The suite builds the docs site strictly.
 test: setup services image-tools
-	$(BIN)/ruff check src tests bench deploy
-	$(BIN)/ruff format --check src tests bench deploy
-	@mkdir -p build; log=build/image-test.log; \
-	$(BIN)/pytest -q -p no:cacheprovider -m image tests/deploy/test_image_build.py >$$log 2>&1 & image=$$!; \
-	trap 'kill $$image 2>/dev/null' INT TERM; \
+	$(BIN)/ruff check src tests bench deploy docs/_hooks
+	$(BIN)/ruff format --check src tests bench deploy docs/_hooks
+	@mkdir -p build; log=build/image-and-wheel-test.log; \
+	$(BIN)/pytest -q -p no:cacheprovider -m 'image or wheel' tests/deploy/test_image_build.py \
+		tests/packaging/test_wheel.py >$$log 2>&1 & side=$$!; \
+	trap 'kill $$side 2>/dev/null' INT TERM; \
 	$(BIN)/pytest -q --durations=15; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; \
-	wait $$image; irc=$$?; echo "--- the CPU image, built and run beside the suite (tests/deploy/test_image_build.py):"; \
-	if [ $$irc -eq 0 ]; then tail -n 3 $$log; else cat $$log; fi; \
-	if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$irc
+	wait $$side; src=$$?; echo "--- beside the suite, the CPU image built and run and the wheel served from a fresh venv:"; \
+	if [ $$src -eq 0 ]; then tail -n 3 $$log; else cat $$log; fi; \
+	if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$src
 
 lint: setup
-	$(BIN)/ruff check src tests bench deploy
-	$(BIN)/ruff format --check src tests bench deploy
+	$(BIN)/ruff check src tests bench deploy docs/_hooks
+	$(BIN)/ruff format --check src tests bench deploy docs/_hooks
 
 demo: setup
 	$(BIN)/vlserve demo build

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pdf_memory import peak_rss_mib, write_pdf  # noqa: E402
 
-from vlserve.cli import ensure_model  # noqa: E402
+from vlserve.cli.serve import ensure_model  # noqa: E402
 from vlserve.documents.client import run_local  # noqa: E402
 from vlserve.documents.intake import Submission  # noqa: E402
 from vlserve.settings import Settings  # noqa: E402

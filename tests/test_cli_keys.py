@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from tests.e2e.server import free_port
 from vlserve.cli import app
-from vlserve.cli_keys import parse_since
+from vlserve.cli.keys import parse_since
 from vlserve.security.audit import AuditEntry, AuditStore
 from vlserve.security.keys import KeyStore
 from vlserve.settings import Settings

@@ -1,19 +1,41 @@
-"""Settings: environment variables, validation at start, and the README documenting every one."""
+"""Settings: environment variables, validation at start, and the configuration reference documenting every one."""
 
-from pathlib import Path
+import re
 
 import pytest
 from pydantic import ValidationError
 
-from vlserve.settings import Settings
-
-README = Path(__file__).resolve().parents[1] / "README.md"
+from vlserve.settings import SETTING_GROUPS, Settings, reference
 
 
-def test_every_setting_is_documented_in_the_readme():
-    text = README.read_text()
-    missing = [f"VLSERVE_{name.upper()}" for name in Settings.model_fields if f"`VLSERVE_{name.upper()}`" not in text]
+def test_every_setting_has_a_description():
+    missing = [name for name, field in Settings.model_fields.items() if not (field.description or "").strip()]
     assert missing == []
+
+
+def test_the_setting_groups_hold_every_setting_once_in_the_settings_order():
+    grouped = [name for _, group in SETTING_GROUPS for name in group.model_fields]
+    assert grouped == list(Settings.model_fields)  # each once, and in the order errors and the reference list them
+    assert len({title for title, _ in SETTING_GROUPS}) == len(SETTING_GROUPS)
+
+
+def test_the_reference_names_every_setting_and_nothing_else():
+    page = reference.markdown()
+    variables = {f"VLSERVE_{name.upper()}" for name in Settings.model_fields}
+    rows = set(re.findall(r"^\| `(VLSERVE_\w+)` \|", page, flags=re.MULTILINE))
+    assert rows == variables  # one table row per setting
+    assert set(re.findall(r"VLSERVE_[A-Z0-9_]*[A-Z0-9]", page)) == variables  # no variable that is not a setting
+    for title, _ in SETTING_GROUPS:
+        assert f"\n## {title}\n" in page
+
+
+def test_the_reference_tables_keep_their_shape():
+    rows = [line for line in reference.markdown().splitlines() if line.startswith("| `VLSERVE_")]
+    assert len(rows) == len(Settings.model_fields)
+    for row in rows:  # a "|" in a cell is escaped, so every row has its three cells
+        assert len(re.findall(r"(?<!\\)\|", row)) == 4, row
+    assert "| `VLSERVE_PORT` | `8080` |" in "\n".join(rows)
+    assert "| `VLSERVE_MAX_BODY_BYTES` | `33554432` (32 MiB) |" in "\n".join(rows)
 
 
 def test_environment_variables_are_read(monkeypatch):

@@ -19,7 +19,7 @@ from vlserve.errors import ClientError
 __all__ = ["DEEPEST", "DEFAULT_MAX_DEPTH", "JSONTooDeepError", "deeper_than", "loads", "text_deeper_than", "too_deep"]
 
 DEFAULT_MAX_DEPTH = 32  # VLSERVE_MAX_JSON_DEPTH's default
-DEEPEST = 64  # the largest VLSERVE_MAX_JSON_DEPTH settings.py accepts (jsonschema recurses once per level)
+DEEPEST = 64  # the largest VLSERVE_MAX_JSON_DEPTH the settings accept (jsonschema recurses once per level)
 
 _CHUNK = 1 << 20  # bytes scanned at a time (the scan's arrays stay a few MiB)
 _STEP = np.zeros(256, np.int32)  # +1 for an opening bracket, -1 for a closing one, 0 for any other byte

@@ -153,7 +153,7 @@ def test_images_are_pinned_and_match_the_dockerfiles(resolved):
         # An exact release: postgres numbers its releases major.minor (17.6), the others major.minor.patch.
         repository, _, tag = service["image"].rpartition(":")
         assert repository and re.fullmatch(r"v?\d+(\.\d+){1,2}(-[\w.]+)?", tag), f"{name}: {service['image']}"
-    version = re.search(r'(?m)^version = "(.+)"', (ROOT / "pyproject.toml").read_text())[1]
+    version = re.search(r'(?m)^__version__ = "(.+)"', (ROOT / "src" / "vlserve" / "__init__.py").read_text())[1]
     vllm = re.search(r"vllm==([\d.]+)", (ROOT / "pyproject.toml").read_text())[1]
     assert services["vlserve"]["image"] == f"vlserve:{version}-cpu"
     assert services["vlserve"]["build"]["dockerfile"] == "deploy/Dockerfile.cpu"

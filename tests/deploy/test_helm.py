@@ -3,7 +3,7 @@
 Every object must be valid for the Kubernetes API (strict: unknown fields fail) or its CRD; the probes must
 name real routes of the app; every metric the autoscalers, the adapter rule and the alerts read must be on
 /metrics; the command line must parse with the real `vlserve serve`; each values file must say what its name
-and docs/deploy.md ("Sizing") say.
+and docs/engines/sizing.md say.
 """
 
 from __future__ import annotations
@@ -240,14 +240,13 @@ def test_each_gpu_values_file_matches_a_command_of_the_sizing_section(rendered, 
 
     chart_args = container(rendered[name])["args"]
     ours = essentials(flags(chart_args), vllm_args(chart_args))
-    docs = (ROOT / "docs" / "deploy.md").read_text()
-    sizing = docs[docs.index("\n## Sizing") : docs.index("\n## Recommended vLLM flags")]
+    sizing = (ROOT / "docs" / "engines" / "sizing.md").read_text()
     commands = []
     for words in bash_commands(sizing):
         if "serve" in words and "--engine" in words:
             words = words[words.index("serve") :]
             commands.append(essentials(flags(words), shlex.split(flags(words).get("--vllm-args") or "")))
-    assert ours in commands, f"{name}: {ours} is none of docs/deploy.md's Sizing commands"
+    assert ours in commands, f"{name}: {ours} is none of docs/engines/sizing.md's commands"
 
 
 def test_the_admin_key_is_made_once_in_vlserves_form_or_taken_from_a_secret(chart, rendered):

@@ -1,8 +1,8 @@
 """Every `helm install` and `helm upgrade` in the docs renders, as written, into valid objects that do what it says.
 
-The commands are read from docs/deploy.md and the README in order; `--set` goes through Helm's own parser,
-`--reuse-values` starts from what the same release was given before, and a flag this test does not know fails
-it, so the docs cannot drift from the chart unnoticed.
+The commands are read from docs/deployment/kubernetes.md, docs/deployment/index.md and the README in order;
+`--set` goes through Helm's own parser, `--reuse-values` starts from what the same release was given before, and
+a flag this test does not know fails it, so the docs cannot drift from the chart unnoticed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from tests.deploy.markdown import bash_commands
 from tests.deploy.promql import ROOT
 
 helm_python = pytest.importorskip("helm_python")
-DOCS = (ROOT / "docs" / "deploy.md", ROOT / "README.md")
+KUBERNETES = ROOT / "docs" / "deployment" / "kubernetes.md"
+DOCS = (KUBERNETES, ROOT / "docs" / "deployment" / "index.md", ROOT / "README.md")
 VALUED = {
     "-n": "namespace",
     "--namespace": "namespace",
@@ -127,7 +128,7 @@ def test_the_canary_takes_the_share_the_docs_give_it_and_the_stable_release_none
 
 
 def test_the_names_the_docs_use_with_kubectl_are_the_releases_objects(documented):
-    text = (ROOT / "docs" / "deploy.md").read_text()
+    text = KUBERNETES.read_text()
     _, _, first = next(d for d in documented if d[0].startswith("helm install vl deploy/helm/vlserve -n llm"))
     names = {(obj["kind"], obj["metadata"]["name"]) for obj in first}
     for words in commands(text, "kubectl"):

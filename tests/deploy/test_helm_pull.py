@@ -209,12 +209,12 @@ def test_a_pull_with_nowhere_to_go_fails_the_render_and_says_why(chart, values, 
 
 
 def test_the_documented_pull_fetches_the_checkpoint_its_release_serves():
-    """Following docs/deploy.md's pull step pulls the model whose directory the server then loads."""
+    """Following docs/deployment/kubernetes.md's pull step pulls the model whose directory the server then loads."""
     from tests.deploy.test_helm_docs import rendered_commands
     from vlserve.models.catalogue import resolve
 
     pulls = [(line, objects) for line, values, objects in rendered_commands() if values.get("pull", {}).get("enabled")]
-    assert pulls, "docs/deploy.md shows a helm install with the pull Job"
+    assert pulls, "docs/deployment/kubernetes.md shows a helm install with the pull Job"
     for line, objects in pulls:
         args = pull_job(objects)["spec"]["template"]["spec"]["initContainers"][0]["args"]
         served = flags(container(objects)["args"])["--model"]

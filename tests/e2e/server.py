@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -24,8 +25,16 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(
-        self, model_dir: Path | None, log_path: Path, *, env: dict[str, str] | None = None, **settings: object
+        self,
+        model_dir: Path | None,
+        log_path: Path,
+        *,
+        env: dict[str, str] | None = None,
+        command: Sequence[str] = (sys.executable, "-m", "vlserve.cli"),
+        cwd: Path | None = None,
+        **settings: object,
     ) -> None:
+        """``command`` runs the CLI (another environment's ``vlserve``, say), from ``cwd``."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -36,8 +45,9 @@ class ServerProcess:
         self._log = log_path.open("w")
         model = ["--model", str(model_dir)] if model_dir is not None else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vlserve.cli", "serve", *model, "--port", str(self.port)],
+            [*command, "serve", *model, "--port", str(self.port)],
             env=env,
+            cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -14,7 +14,7 @@ Cloud's announcement of the 2B, https://developer.aliyun.com/article/1685980).
 Sizes. Weights in GB (10^9 bytes) at the dtype published, from the parameter counts: 2B ≈ 2.1 B parameters,
 4B ≈ 4.4 B, 8B ≈ 8.8 B (8.77 B: https://aisight.pl/?p=9918), 30B-A3B ≈ 31 B total with 3 B active per token;
 BF16 is 2 bytes per parameter, the FP8 checkpoint about 1 (its vision tower and norms stay BF16). The 30B's
-"about 60 GB; a single 80 GB H800 can run it" is QwenLM/Qwen3-VL #1586 (docs/deploy.md, Sizing). A server
+"about 60 GB; a single 80 GB H800 can run it" is QwenLM/Qwen3-VL #1586 (docs/engines/sizing.md). A server
 needs the weights plus activations and KV cache: the machines named leave room for both.
 """
 

@@ -125,7 +125,7 @@ app.kubernetes.io/component: server
 {{- fail "pull.enabled fills the weights volume of engine.mode vllm; engine.mode remote has none" -}}
 {{- end -}}
 {{- if not .Values.model.storage.existingClaim -}}
-{{- fail "pull.enabled needs model.storage.existingClaim: the Job fills one claim that every pod mounts; a hostPath is a directory on each node, fill it there (docs/deploy.md)" -}}
+{{- fail "pull.enabled needs model.storage.existingClaim: the Job fills one claim that every pod mounts; a hostPath is a directory on each node, fill it there (docs/deployment/kubernetes.md)" -}}
 {{- end -}}
 {{- if not .Values.pull.model -}}
 {{- fail "pull.enabled needs pull.model: a catalogue name (qwen3-vl-30b-a3b) or a hub id (Qwen/Qwen3-VL-30B-A3B-Instruct)" -}}

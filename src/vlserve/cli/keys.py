@@ -1,4 +1,4 @@
-"""`vlserve keys create|list|revoke` and `vlserve audit`: API keys and the audit trail in the configured database.
+"""`vlserve keys create|secret|list|revoke` and `vlserve audit`: API keys and the audit trail in the database.
 
 They use the database a server with the same settings uses (VLSERVE_DATABASE_URL, else the SQLite file in
 the data directory), migrating it first, so the first key can be made before the first start.
@@ -19,15 +19,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from vlserve.cli.common import JsonOpt, console, fail, load_settings
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import sessionmaker
 
     from vlserve.settings import Settings
     from vlserve.store.models import ApiKey, AuditRecord
 
-keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
-err = Console(stderr=True, soft_wrap=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")]
+app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _LIMIT_LABELS = {
     "requests_per_minute": "{} requests/min",
@@ -37,21 +37,15 @@ _LIMIT_LABELS = {
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
-    return typer.Exit(code)
-
-
 @contextlib.contextmanager
 def database() -> Iterator[tuple[Settings, sessionmaker]]:
     """The settings, and sessions on their database, migrated; one line and exit 1 when it cannot be used."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from vlserve.cli import _settings
     from vlserve.store.db import make_engine, make_sessions, migrate
 
-    settings = _settings()
+    settings = load_settings()
     url = settings.database()
     shown = make_url(url).render_as_string(hide_password=True)
     try:
@@ -98,7 +92,7 @@ def _limits(row: ApiKey) -> dict[str, int | None]:
     }
 
 
-@keys_app.command("create")
+@app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="What the key is for (a person, a service).")],
     scopes: Annotated[str, typer.Option(help="Comma-separated: chat, documents, metrics, admin.")] = "chat,documents",
@@ -140,12 +134,12 @@ def create(
         print(json.dumps({**body, "expires_at": _iso(row.expires_at), **_limits(row)}))
         return
     expiry = "never" if row.expires_at is None else _when(row.expires_at) + " UTC"
-    err.print(f"created {row.id} ({escape(row.name)}): scopes {row.scopes}, expires {expiry}", highlight=False)
+    console.print(f"created {row.id} ({escape(row.name)}): scopes {row.scopes}, expires {expiry}", highlight=False)
     print(secret)
-    err.print("[yellow]this key is shown once and cannot be shown again: store it now[/yellow]")
+    console.print("[yellow]this key is shown once and cannot be shown again: store it now[/yellow]")
 
 
-@keys_app.command("secret")
+@app.command("secret")
 def secret() -> None:
     """Print a fresh key secret and store nothing: a value for VLSERVE_ADMIN_KEY (a deployment's first key)."""
     from vlserve.security.keys import new_secret
@@ -153,7 +147,7 @@ def secret() -> None:
     print(new_secret())
 
 
-@keys_app.command("list")
+@app.command("list")
 def list_keys(as_json: JsonOpt = False) -> None:
     """Every key: id, name, prefix, scopes, dates and limits (never the secret)."""
     from vlserve.security.keys import KeyStore
@@ -170,7 +164,7 @@ def list_keys(as_json: JsonOpt = False) -> None:
             print(json.dumps({**body, **dates, **_limits(row)}))
         return
     if not rows:
-        err.print("no keys yet: create one with `vlserve keys create NAME`")
+        console.print("no keys yet: create one with `vlserve keys create NAME`")
         return
     table = Table("id", "name", "prefix", "scopes", "created", "expires", "revoked", "last used", "limits")
     for row in rows:
@@ -182,7 +176,7 @@ def list_keys(as_json: JsonOpt = False) -> None:
     _show(table)
 
 
-@keys_app.command("revoke")
+@app.command("revoke")
 def revoke(
     key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id (key_…), as `keys list` shows.")],
 ) -> None:
@@ -192,7 +186,7 @@ def revoke(
     with database() as (settings, sessions):
         if not KeyStore(sessions, settings).revoke(key_id):
             raise fail(f"no key {key_id!r} (see `vlserve keys list`)")
-    err.print(f"revoked {escape(key_id)}", highlight=False)
+    console.print(f"revoked {escape(key_id)}", highlight=False)
 
 
 def parse_since(text: str, now: datetime) -> datetime:
@@ -232,8 +226,10 @@ def audit_command(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The audit trail, newest first: who called which endpoint or read which page, status, tokens, latency,
-    trace id. Requests refused without a valid key are tallied per client and minute (the count column)."""
+    """The audit trail, newest first: who called which endpoint or read which page, status, tokens, latency, trace id.
+
+    Requests refused without a valid key are tallied per client and minute (the count column).
+    """
     from vlserve.security.audit import AuditStore
 
     try:
@@ -247,7 +243,7 @@ def audit_command(
             print(json.dumps(_record(row), ensure_ascii=False))
         return
     if not rows:
-        err.print("no audit records match")
+        console.print("no audit records match")
         return
     table = Table(
         "time (UTC)", "key", "method", "endpoint", "resource", "status", "count", "model", "tokens", "ms", "trace id",

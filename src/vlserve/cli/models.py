@@ -1,4 +1,5 @@
-"""`vlserve verify` and `vlserve models`: checkpoints on disk, checked against their manifests with no network."""
+"""`vlserve pull`, `vlserve verify` and `vlserve models`: fetch checkpoints, check them against their manifests with
+no network, list them."""
 
 from __future__ import annotations
 
@@ -10,13 +11,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-err = Console(stderr=True, soft_wrap=True)
+from vlserve.cli.common import JsonOpt, console, fail, load_settings, option_help
+
 GB = 1e9
-
-
-def fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
-    return typer.Exit(code)
 
 
 def verify_command(
@@ -35,16 +32,16 @@ def verify_command(
         raise fail(str(exc), 2) from None
     columns = (TextColumn("verifying"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
     try:
-        with Progress(*columns, console=err, transient=True) as bar:
+        with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("verify", total=manifest.total_bytes)
             report = verify(directory, progress=lambda n: bar.advance(task, n))
     except (ManifestError, OSError) as exc:  # changed or unreadable while being read: one line, not a traceback
         raise fail(str(exc), 1) from None
     for name in report.unlisted_others:
-        err.print(f"[yellow]note:[/yellow] {escape(name)} is not in the manifest", highlight=False)
+        console.print(f"[yellow]note:[/yellow] {escape(name)} is not in the manifest", highlight=False)
     if not report.ok:
         for problem in report.problems():
-            err.print(f"[red]bad:[/red] {escape(problem)}", highlight=False)
+            console.print(f"[red]bad:[/red] {escape(problem)}", highlight=False)
         raise fail(f"{len(report.problems())} file(s) in {directory} do not match the manifest", 1)
     revision = manifest.revision or "none recorded"
     print(f"verified {len(manifest.files)} files, {manifest.total_bytes / GB:.2f} GB, revision {revision}")
@@ -55,22 +52,21 @@ def models_command(
         list[Path] | None,
         typer.Option("--dir", help="Also list this checkpoint, or the checkpoints in this directory."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List local checkpoints: name, size, engine, revision, and whether their sizes match the manifest."""
     from rich.table import Column, Table
 
-    from vlserve.cli import _settings
     from vlserve.models.local import list_models
 
-    roots = [_settings().data_dir / "models", *(directory or [])]
+    roots = [load_settings().data_dir / "models", *(directory or [])]
     found = list_models(roots)
     if as_json:
         for model in found:
             print(json.dumps(model.as_json()))
         return
     if not found:
-        err.print(f"no checkpoints in {', '.join(str(r) for r in roots)}; fetch one with: vlserve pull qwen3-vl-2b")
+        console.print(f"no checkpoints in {', '.join(str(r) for r in roots)}; fetch one with: vlserve pull qwen3-vl-2b")
         return
     table = Table(
         Column("name", no_wrap=True),
@@ -82,9 +78,9 @@ def models_command(
     for model in found:
         table.add_row(model.name, f"{model.size / GB:.2f} GB", model.engine, (model.revision or "")[:12], model.check)
     Console().print(table)
-    err.print(f"[dim]in {escape(', '.join(str(r) for r in roots))}; --json shows paths and sources[/dim]")
+    console.print(f"[dim]in {escape(', '.join(str(r) for r in roots))}; --json shows paths and sources[/dim]")
     if any(not m.verified and m.check != "no manifest" for m in found):
-        err.print("a checkpoint with bad files: run vlserve verify DIR to see which")
+        console.print("a checkpoint with bad files: run vlserve verify DIR to see which")
 
 
 def pull_command(
@@ -92,11 +88,11 @@ def pull_command(
         str | None, typer.Argument(help="A catalogue name (see --list) or a hub id such as Qwen/Qwen3-VL-2B-Instruct.")
     ] = None,
     directory: Annotated[
-        Path | None, typer.Option("--dir", help="Where to put it. [default: DATA_DIR/models/NAME]")
+        Path | None, typer.Option("--dir", help=option_help("Where to put it.", "DATA_DIR/models/NAME"))
     ] = None,
     revision: Annotated[
         str | None,
-        typer.Option("--revision", help="A commit, branch or tag to pin. [default: main; master on ModelScope]"),
+        typer.Option("--revision", help=option_help("A commit, branch or tag to pin.", "main; master on ModelScope")),
     ] = None,
     source: Annotated[
         str,
@@ -107,11 +103,13 @@ def pull_command(
     ] = "huggingface",
     show_list: Annotated[bool, typer.Option("--list", help="Show the models vlserve knows by name.")] = False,
 ) -> None:
-    """Fetch a checkpoint (safetensors, configs, tokenizer, processor), check every weight's SHA-256 against the
-    hub's and write its manifest. An interrupted pull resumes where it stopped when run again."""
+    """Fetch a checkpoint: safetensors, configs, tokenizer, processor.
+
+    Every weight's SHA-256 is checked against the hub's, and a manifest written. An interrupted pull resumes where it
+    stopped when run again.
+    """
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-    from vlserve.cli import _settings
     from vlserve.models import pull
     from vlserve.models.catalogue import UnknownModel, resolve
 
@@ -126,7 +124,7 @@ def pull_command(
         ref = resolve(model)
     except UnknownModel as exc:
         raise fail(str(exc), 2) from None
-    target = directory or _settings().data_dir / "models" / ref.local_name
+    target = directory or load_settings().data_dir / "models" / ref.local_name
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     try:
         if source == "modelscope":
@@ -137,8 +135,8 @@ def pull_command(
         else:
             plan, fetch = pull.plan(ref.huggingface, target, revision=revision), pull.download
         pull.check_disk(plan)
-        err.print(f"pulling {plan.repo_id} at {plan.commit[:12]} into {target} ({plan.total_bytes / GB:.2f} GB)")
-        with Progress(*columns, TimeRemainingColumn(), console=err, transient=True) as bar:
+        console.print(f"pulling {plan.repo_id} at {plan.commit[:12]} into {target} ({plan.total_bytes / GB:.2f} GB)")
+        with Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as bar:
             task = bar.add_task("downloading", total=plan.total_bytes, completed=plan.bytes_present)
             fetch(plan, progress=lambda n: bar.advance(task, n))
             task = bar.add_task("checking", total=plan.total_bytes)
@@ -164,10 +162,3 @@ def _print_catalogue() -> None:
         about = f"{entry.huggingface}\n{entry.engine}: {entry.fits}"
         table.add_row(entry.name, f"{entry.weights_gb:g} GB\n{entry.dtype}", about)
     Console().print(table)
-
-
-def register(app: typer.Typer) -> None:
-    """Add these commands to the `vlserve` app."""
-    app.command("verify")(verify_command)
-    app.command("models")(models_command)
-    app.command("pull")(pull_command)

@@ -9,41 +9,36 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+
+from vlserve.cli.common import console, fail, option_help
 
 if TYPE_CHECKING:
     from vlserve.benchmark.runner import BenchConfig, BenchRun, EndpointRun
 
-err = Console(stderr=True, soft_wrap=True)
 DEFAULT_LEVELS = "1,2,4,8,16"
-
-
-def fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
-    return typer.Exit(code)
-
-
-def _help(text: str, default: str) -> str:
-    """``text [default: …]``, the brackets escaped for rich (as in vlserve.cli)."""
-    from typer.core import HAS_RICH
-
-    shown = f"[default: {default}]"
-    return f"{text} {escape(shown) if HAS_RICH else shown}"
 
 
 def bench_command(
     url: Annotated[str, typer.Argument(metavar="URL", help="Base URL, e.g. http://127.0.0.1:8080", show_default=False)],
     model: Annotated[
         str | None,
-        typer.Option(help=_help("Model id to send; with --baseline naive, the checkpoint dir.", "the first listed")),
+        typer.Option(
+            help=option_help("Model id to send; with --baseline naive, the checkpoint dir.", "the first listed")
+        ),
     ] = None,
-    concurrency: Annotated[str | None, typer.Option(help=_help("Client counts to sweep.", DEFAULT_LEVELS))] = None,
+    concurrency: Annotated[
+        str | None, typer.Option(help=option_help("Client counts to sweep.", DEFAULT_LEVELS))
+    ] = None,
     rate: Annotated[
-        str | None, typer.Option(help=_help("Request rates to sweep instead (requests/s, Poisson arrivals).", "none"))
+        str | None,
+        typer.Option(help=option_help("Request rates to sweep instead (requests/s, Poisson arrivals).", "none")),
     ] = None,
-    requests: Annotated[int | None, typer.Option(help=_help("Requests per level.", "4 per client, 16 or more"))] = None,
+    requests: Annotated[
+        int | None, typer.Option(help=option_help("Requests per level.", "4 per client, 16 or more"))
+    ] = None,
     duration: Annotated[
-        float | None, typer.Option(help=_help("Seconds per level (with --requests: whichever ends first).", "none"))
+        float | None,
+        typer.Option(help=option_help("Seconds per level (with --requests: whichever ends first).", "none")),
     ] = None,
     max_tokens: Annotated[int, typer.Option(help="Output token limit per request.")] = 64,
     ignore_eos: Annotated[
@@ -53,14 +48,14 @@ def bench_command(
         str, typer.Option(help="text, chart, photo, page or multi (3 images); a comma list alternates.")
     ] = "chart",
     image_size: Annotated[
-        int | None, typer.Option(help=_help("Longest image side in pixels.", "per kind"), show_default=False)
+        int | None, typer.Option(help=option_help("Longest image side in pixels.", "per kind"), show_default=False)
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the images, texts and arrival times.")] = 0,
     compare: Annotated[
-        str | None, typer.Option(help=_help("A second base URL: the same load, interleaved; ratios A÷B.", "none"))
+        str | None, typer.Option(help=option_help("A second base URL: the same load, interleaved; ratios A÷B.", "none"))
     ] = None,
     baseline: Annotated[
-        str | None, typer.Option(help=_help("naive: also time the seed articles' script on --model DIR.", "none"))
+        str | None, typer.Option(help=option_help("naive: also time the seed articles' script on --model DIR.", "none"))
     ] = None,
     api_key: Annotated[
         str | None,
@@ -141,7 +136,7 @@ def _run(config: BenchConfig) -> BenchRun:
     from vlserve.benchmark.runner import run_bench
 
     table = LiveTable(config.mode, labelled=config.compare_url is not None)
-    with Live(table, console=err, refresh_per_second=4, transient=True):
+    with Live(table, console=console, refresh_per_second=4, transient=True):
         return asyncio.run(run_bench(config, table, on_status=table.set_status))
 
 
@@ -149,18 +144,18 @@ def _finish(bench: BenchRun, out: Path) -> None:
     from vlserve.benchmark.plot import write_plot
     from vlserve.benchmark.report import baseline_ratios, final_table, level_name, output_paths, write_json
 
-    console = Console()
+    stdout = Console()
     for run in bench.runs:
         label = f"{run.endpoint.label}: " if len(bench.runs) > 1 else ""
-        console.print(f"{label}{run.endpoint.base}  model {run.endpoint.model}", highlight=False)
-    console.print(final_table(bench))
+        stdout.print(f"{label}{run.endpoint.base}  model {run.endpoint.model}", highlight=False)
+    stdout.print(final_table(bench))
     for run in bench.runs:
         label = f"{run.endpoint.label}: " if len(bench.runs) > 1 else ""
-        console.print(label + _tokens_line(run), highlight=False)
+        stdout.print(label + _tokens_line(run), highlight=False)
     if (ratios := baseline_ratios(bench)) is not None:
         first = ratios["ratio_at_first_level"]
         best = ratios["ratio_at_best_level"]
-        console.print(
+        stdout.print(
             f"naive script: {ratios['naive_output_tokens_per_s']:.1f} output tok/s; the URL: {first or 0:.2f}× "
             f"that at {level_name(bench.config.mode, ratios['first_level'])}, "
             f"{best or 0:.2f}× at its best ({level_name(bench.config.mode, ratios['best_level'])})",
@@ -174,9 +169,9 @@ def _finish(bench: BenchRun, out: Path) -> None:
             write_plot(bench, png_path)
     except OSError as exc:
         raise fail(f"cannot write the results to {out}: {exc.strerror or exc}", 1) from None
-    console.print(f"results: {json_path}", highlight=False, soft_wrap=True)
+    stdout.print(f"results: {json_path}", highlight=False, soft_wrap=True)
     plot = png_path if plotted else "not drawn: matplotlib is not installed (pip install 'vlserve[bench]')"
-    console.print(f"plot:    {plot}", highlight=False, soft_wrap=True)
+    stdout.print(f"plot:    {plot}", highlight=False, soft_wrap=True)
 
 
 def _tokens_line(run: EndpointRun) -> str:

@@ -1,0 +1,5 @@
+"""`python -m vlserve.cli …`: the `vlserve` command."""
+
+from vlserve.cli import app
+
+app()

@@ -1,0 +1,166 @@
+"""The built wheel on its own: `python -m build` makes an sdist and a wheel; the wheel, installed (not editable)
+into a fresh venv and run from outside the checkout, builds the demo model, serves it, answers a chat request and
+a document job, migrates a new database and serves /docs and the playground.
+
+Minutes (most of them pip unpacking torch into the venv): marked `wheel`, left out of the default run; `make test`
+runs it beside the suite, after the image test.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from openai import OpenAI
+from PIL import Image
+
+from tests.e2e.server import FAST_IMAGES, ServerProcess
+from tests.support.databases import postgres_database
+from tests.support.pdfs import text_pdf
+
+pytestmark = [pytest.mark.wheel, pytest.mark.timeout(1200)]
+
+ROOT = Path(__file__).resolve().parents[2]
+VERSION = re.search(r'__version__ = "(.+)"', (ROOT / "src" / "vlserve" / "__init__.py").read_text())[1]
+# What a server needs at run time besides its Python modules, by the path it has in the wheel.
+PACKAGE_DATA = (
+    "vlserve/web/index.html",
+    "vlserve/web/app.js",
+    "vlserve/demo/assets/chat_template.jinja",
+    "vlserve/store/migrations/env.py",
+    "vlserve/store/migrations/script.py.mako",
+)
+
+
+def run(*args: str | Path, cwd: Path, timeout: float = 900) -> str:
+    done = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(map(str, args))} exited {done.returncode}:\n{done.stdout}{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    run(sys.executable, "-m", "build", "--outdir", out, ROOT, cwd=ROOT)
+    return out
+
+
+@pytest.fixture(scope="module")
+def venv(dist, tmp_path_factory) -> Path:
+    """A fresh venv holding the wheel and its declared dependencies (the CPU torch this machine's pip finds)."""
+    home = tmp_path_factory.mktemp("wheel-venv")
+    run(sys.executable, "-m", "venv", home / "venv", cwd=home)
+    pip = [home / "venv" / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-compile"]
+    wheel = next(dist.glob("vlserve-*.whl"))
+    run(*pip, "--disable-pip-version-check", f"torch=={version('torch')}", wheel, cwd=home)
+    run(home / "venv" / "bin" / "python", "-m", "pip", "check", cwd=home)
+    return home / "venv"
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[str]:
+    yield from postgres_database()
+
+
+def test_sdist_and_wheel_carry_the_package_data_and_the_license(dist):
+    wheel = next(dist.glob(f"vlserve-{VERSION}-py3-none-any.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert [name for name in PACKAGE_DATA if name not in names] == []
+    assert any(name.startswith("vlserve/store/migrations/versions/") for name in names)
+    assert f"vlserve-{VERSION}.dist-info/licenses/LICENSE" in names
+    assert not [name for name in names if name.startswith(("tests/", "bench/", "deploy/"))]
+    with tarfile.open(next(dist.glob(f"vlserve-{VERSION}.tar.gz"))) as sdist:
+        members = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    assert {"LICENSE", "README.md", "CHANGELOG.md", "pyproject.toml"} <= members
+    assert [name for name in PACKAGE_DATA if f"src/{name}" not in members] == []
+
+
+def test_the_installed_wheel_prints_its_version_and_imports_from_the_venv(venv, tmp_path):
+    assert run(venv / "bin" / "vlserve", "--version", cwd=tmp_path).strip() == f"vlserve {VERSION}"
+    where = run(venv / "bin" / "python", "-c", "import vlserve; print(vlserve.__file__)", cwd=tmp_path).strip()
+    assert Path(where).is_relative_to(venv), where
+
+
+def test_the_installed_wheel_builds_the_demo_serves_it_and_migrates_a_new_database(venv, database, tmp_path):
+    engine = sa.create_engine(database)
+    try:
+        with engine.connect() as connection:
+            assert "alembic_version" not in sa.inspect(connection).get_table_names()
+        data = tmp_path / "data"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VLSERVE_")} | {"VLSERVE_DATA_DIR": str(data)}
+        built = subprocess.run(
+            [venv / "bin" / "vlserve", "demo", "build"], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert built.returncode == 0 and "demo model ready" in built.stdout + built.stderr, built.stdout + built.stderr
+        server = ServerProcess(
+            None, tmp_path / "server.log", command=[str(venv / "bin" / "vlserve")], cwd=tmp_path,
+            data_dir=data, database_url=database, document_poll_s=0.2, document_longest_side=256, **FAST_IMAGES,
+        )  # fmt: skip
+        try:
+            server.wait_ready()
+            _ask(server)
+            _read_a_document(server)
+            docs = httpx.get(f"{server.url}/docs", timeout=10)
+            assert docs.status_code == 200 and "swagger-ui" in docs.text
+            assert httpx.get(f"{server.url}/openapi.json", timeout=10).json()["info"]["version"] == VERSION
+            for path in ("/", "/web/app.js"):  # the playground's files, from the installed package
+                assert httpx.get(f"{server.url}{path}", timeout=10).status_code == 200, path
+        finally:
+            server.stop()
+        with engine.connect() as connection:
+            revision = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+        assert revision, "the server did not migrate the new database"
+    finally:
+        engine.dispose()
+
+
+def _ask(server: ServerProcess) -> None:
+    png = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 40, 40)).save(png, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()
+    client = OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=120)
+    answer = client.chat.completions.create(
+        model=client.models.list().data[0].id,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": url}},
+                    {"type": "text", "text": "What colour is this?"},
+                ],
+            }
+        ],
+        max_tokens=8,
+    )
+    assert answer.choices[0].message.content and answer.usage.prompt_tokens > 0
+
+
+def _read_a_document(server: ServerProcess) -> None:
+    files = {"file": ("report.pdf", text_pdf(2), "application/pdf")}
+    submitted = httpx.post(f"{server.url}/v1/documents", files=files, timeout=60)
+    assert submitted.status_code == 202, submitted.text
+    job = submitted.json()["id"]
+    deadline = time.monotonic() + 180
+    while (status := httpx.get(f"{server.url}/v1/documents/{job}", timeout=10).json())["status"] not in (
+        "succeeded",
+        "failed",
+    ):
+        assert time.monotonic() < deadline, f"the job never finished: {status}"
+        time.sleep(0.2)
+    assert status["status"] == "succeeded", status
+    result = httpx.get(f"{server.url}/v1/documents/{job}/result", timeout=10).json()
+    assert len(result["pages"]) == 2
