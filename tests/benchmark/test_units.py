@@ -113,3 +113,28 @@ def test_a_level_summary_counts_only_successes_in_its_rates() -> None:
     assert stats.requests_per_s == 0.25 and stats.output_tokens_per_s == 11 / 4
     assert stats.errors == {"500 internal_error": 1}
     assert stats.ttft.p50 == 0.5 and stats.itl.p50 == pytest.approx(0.1)
+
+
+def test_the_table_keeps_slow_figures_whole_at_80_columns() -> None:
+    """A 12-second TTFT pair (five digits each) is one cell on one line, not wrapped, in an 80-column terminal."""
+    from rich.console import Console
+
+    from vlserve.benchmark.report import new_table, stats_row
+    from vlserve.benchmark.stats import LevelStats
+
+    def spread(p50: float, p95: float) -> Distribution:
+        return Distribution(mean=p50, p50=p50, p95=p95, p99=p95)
+
+    slow = LevelStats(
+        level=16, requests=120, ok=120, duration_s=90.0, requests_per_s=1.37, output_tokens_per_s=123.4,
+        output_tokens=11_000, ttft=spread(12.345, 23.456), itl=spread(0.123, 0.2), e2e=spread(12.34, 23.45),
+        prompt_tokens_mean=300.0, image_tokens_mean=200.0, errors={"429 queue_full": 2},
+    )  # fmt: skip
+    table = new_table()
+    table.add_row(*stats_row("A", slow, "concurrency", planned=200))  # --compare's label, a capped level
+    out = io.StringIO()
+    Console(file=out, width=80, color_system=None).print(table)
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert any("12345 23456" in line and "12.34 23.45" in line and "120/120" in line for line in lines), lines
+    assert "queue_" in out.getvalue() and "of 200" in out.getvalue()  # wrapped or folded, never cut

@@ -71,6 +71,14 @@ def new_table(title: str | None = None) -> Table:
     table = Table(*COLUMNS, box=box.SIMPLE_HEAD, title=title, pad_edge=False, padding=(0, 1))
     for column in table.columns[1:7]:
         column.justify = "right"
+    # At 80 columns the figures stay whole on one line (a 5-digit TTFT pair); the run, ok/sent and errors cells
+    # wrap at their spaces instead, and fold a word too long for them rather than cut it.
+    for column in table.columns[2:7]:
+        column.no_wrap = True
+    for column, widest_word in zip(table.columns[:2], ("c=16", "120/120"), strict=True):
+        column.min_width = len(widest_word)
+    for column in (table.columns[0], table.columns[1], table.columns[7]):
+        column.overflow = "fold"
     return table
 
 
