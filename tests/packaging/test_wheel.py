@@ -8,15 +8,12 @@ image test; `make wheel-test` alone.
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import os
 import re
 import subprocess
 import sys
 import tarfile
-import time
 import zipfile
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -26,11 +23,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from openai import OpenAI
-from PIL import Image
 from uv import find_uv_bin
 
 from tests.e2e.server import FAST_IMAGES, ServerProcess
+from tests.e2e.test_documents import FACTS, submit, wait_for
 from tests.support.databases import postgres_database
+from tests.support.images import data_url, solid
 from tests.support.pdfs import text_pdf
 
 pytestmark = [pytest.mark.wheel, pytest.mark.timeout(1200)]
@@ -169,9 +167,7 @@ def test_the_installed_wheel_builds_the_demo_serves_it_and_migrates_a_new_databa
 
 
 def _ask(server: ServerProcess) -> None:
-    png = io.BytesIO()
-    Image.new("RGB", (64, 48), (200, 40, 40)).save(png, format="PNG")
-    url = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()
+    url = data_url(solid())
     client = OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=120)
     answer = client.chat.completions.create(
         model=client.models.list().data[0].id,
@@ -190,20 +186,7 @@ def _ask(server: ServerProcess) -> None:
 
 
 def _read_a_document(server: ServerProcess) -> None:
-    files = {"file": ("report.pdf", text_pdf(2), "application/pdf")}
-    schema = {"type": "object", "properties": {"kind": {"enum": ["bar", "line"]}}, "required": ["kind"]}
-    submitted = httpx.post(
-        f"{server.url}/v1/documents", files=files, data={"json_schema": json.dumps(schema)}, timeout=60
-    )
-    assert submitted.status_code == 202, submitted.text
-    job = submitted.json()["id"]
-    deadline = time.monotonic() + 180
-    while (status := httpx.get(f"{server.url}/v1/documents/{job}", timeout=10).json())["status"] not in (
-        "succeeded",
-        "failed",
-    ):
-        assert time.monotonic() < deadline, f"the job never finished: {status}"
-        time.sleep(0.2)
-    assert status["status"] == "succeeded", status
-    result = httpx.get(f"{server.url}/v1/documents/{job}/result", timeout=10).json()
+    job = submit(server, text_pdf(2), json_schema=json.dumps(FACTS))
+    assert wait_for(server, job["id"])["status"] == "succeeded"
+    result = httpx.get(f"{server.url}/v1/documents/{job['id']}/result", timeout=10).json()
     assert [page["data"]["kind"] in ("bar", "line") for page in result["pages"]] == [True, True], result

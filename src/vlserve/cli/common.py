@@ -36,15 +36,17 @@ def env_var(name: str) -> str:
 
 
 def setting_default(name: str) -> str:
-    """The default of setting ``name`` as --help shows it: read from Settings, so help and server agree."""
-    return str(Settings.model_fields[name].get_default(call_default_factory=True))
+    """The default of setting ``name`` as --help shows it: the configuration reference's wording, read from the
+    setting itself, so help, reference and server agree."""
+    from vlserve.settings.reference import default_text
+
+    return default_text(name, Settings.model_fields[name]).replace("`", "")
 
 
-def setting_help(text: str, name: str, default: str | None = None) -> str:
-    """Help for a flag that sets setting ``name``: ``text [env var: VLSERVE_NAME] [default: …]``, the default read
-    from Settings unless given. The flag wins over the variable, the variable over the default."""
-    shown = setting_default(name) if default is None else default
-    return f"{text} {_brackets(f'[env var: {env_var(name)}]')} {_brackets(f'[default: {shown}]')}"
+def setting_help(text: str, name: str) -> str:
+    """Help for a flag that sets setting ``name``: ``text [env var: VLSERVE_NAME] [default: …]``.
+    The flag wins over the variable, the variable over the default."""
+    return f"{text} {_brackets(f'[env var: {env_var(name)}]')} {_brackets(f'[default: {setting_default(name)}]')}"
 
 
 def problems(exc: ValueError) -> str:
@@ -76,7 +78,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-MODEL_HELP = setting_help("Checkpoint directory, or a pulled model's name or hub id.", "model", "the demo model")
+MODEL_HELP = setting_help("Checkpoint directory, or a pulled model's name or hub id.", "model")
 ModelOpt = Annotated[Path | None, typer.Option("--model", help=MODEL_HELP)]
 UrlOpt = Annotated[str, typer.Option(help="Server base URL.")]
 LocalOpt = Annotated[bool, typer.Option("--local", help="Run the model in this process, no server.")]

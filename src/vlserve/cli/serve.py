@@ -95,7 +95,7 @@ def serve(
     served_model_name: Annotated[
         str | None,
         typer.Option(
-            help=setting_help("Model id clients send.", "served_model_name", "the checkpoint directory name"),
+            help=setting_help("Model id clients send.", "served_model_name"),
             rich_help_panel=SERVER,
         ),
     ] = None,
@@ -126,7 +126,7 @@ def serve(
         typer.Option(
             "--expert-parallel",
             callback=_expert_parallel,
-            help=setting_help("Expert parallel for MoE.", "vllm_expert_parallel", "off"),
+            help=setting_help("Expert parallel for MoE.", "vllm_expert_parallel"),
             rich_help_panel=VLLM,
         ),
     ] = None,
@@ -135,7 +135,7 @@ def serve(
         typer.Option(
             "--no-expert-parallel",
             callback=_expert_parallel,
-            help=setting_help("No expert parallel; the later of the two flags wins.", "vllm_expert_parallel", "off"),
+            help=setting_help("No expert parallel; the later of the two flags wins.", "vllm_expert_parallel"),
             rich_help_panel=VLLM,
         ),
     ] = None,
@@ -153,7 +153,6 @@ def serve(
             help=setting_help(
                 "vLLM's --quantization for BF16 weights: fp8_per_tensor, fp8_per_block, …",
                 "vllm_quantization",
-                "the checkpoint's",
             ),
             rich_help_panel=VLLM,
         ),
@@ -161,29 +160,27 @@ def serve(
     vllm_args: Annotated[
         str | None,
         typer.Option(
-            help=setting_help("Extra arguments for vllm serve, shell-quoted.", "vllm_args", "none"),
+            help=setting_help("Extra arguments for vllm serve, shell-quoted.", "vllm_args"),
             rich_help_panel=VLLM,
         ),
     ] = None,
     upstream: Annotated[
         str | None,
         typer.Option(
-            help=setting_help("Upstream OpenAI base URLs, comma-separated (http://vllm:8000/v1).", "upstream", "none"),
+            help=setting_help("Upstream OpenAI base URLs, comma-separated (http://vllm:8000/v1).", "upstream"),
             rich_help_panel=REMOTE,
         ),
     ] = None,
     upstream_model: Annotated[
         str | None,
         typer.Option(
-            help=setting_help("The upstream's model name.", "upstream_model", "the first model it lists"),
+            help=setting_help("The upstream's model name.", "upstream_model"),
             rich_help_panel=REMOTE,
         ),
     ] = None,
     upstream_api_key: Annotated[
         str | None,
-        typer.Option(
-            help=setting_help("Bearer token for the upstream.", "upstream_api_key", "none"), rich_help_panel=REMOTE
-        ),
+        typer.Option(help=setting_help("Bearer token for the upstream.", "upstream_api_key"), rich_help_panel=REMOTE),
     ] = None,
     max_model_len: Annotated[
         int | None,
@@ -191,7 +188,6 @@ def serve(
             help=setting_help(
                 "Context limit (prompt + completion).",
                 "max_model_len",
-                "the model's; vllm: 32768; remote: the upstream's",
             ),
             rich_help_panel=LIMITS,
         ),
